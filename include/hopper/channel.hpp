@@ -1,0 +1,182 @@
+// Sender, Receiver, Channel and channel(): the handles of a hopper queue.
+#pragma once
+
+#include <chrono>
+#include <iterator>
+#include <memory>
+#include <utility>
+
+#include <hopper/detail/queue.hpp>
+#include <hopper/options.hpp>
+#include <hopper/stats.hpp>
+#include <hopper/status.hpp>
+
+namespace hopper {
+
+template <class T>
+struct Channel;
+template <class T>
+Result<Channel<T>> channel(const Options& options);
+
+// A producer handle. Copy it to get another producer; each copy counts until it is
+// closed or destroyed. Thread-safe: send, try_send, send_for and flush may be called on
+// one Sender from many threads at once; close, assignment and destruction must not race
+// with them (give each thread its own copy).
+template <class T>
+class Sender {
+ public:
+  Sender(const Sender& o) : q_(o.q_) {
+    if (q_) q_->add_sender();
+  }
+  Sender(Sender&& o) noexcept = default;
+  Sender& operator=(const Sender& o) {
+    if (this != &o) {
+      close();
+      q_ = o.q_;
+      if (q_) q_->add_sender();
+    }
+    return *this;
+  }
+  Sender& operator=(Sender&& o) noexcept {
+    if (this != &o) {
+      close();
+      q_ = std::move(o.q_);
+    }
+    return *this;
+  }
+  ~Sender() { close(); }
+
+  // Sends under Options::when_full: block waits for room, fail returns Errc::full.
+  // On a non-ok Status `item` is untouched. Thread-safe.
+  Status send(T&& item) { return q_ ? q_->send(item, detail::Wait::always(), fail_) : closed(); }
+  Status send(const T& item) {
+    T copy(item);
+    return send(std::move(copy));
+  }
+  // Never waits for room: Errc::full when there is none. It may do spill work itself
+  // (compress and append a page). Thread-safe.
+  Status try_send(T&& item) { return q_ ? q_->send(item, detail::Wait::none(), true) : closed(); }
+  // Waits at most `timeout` for room, whatever Options::when_full says: Errc::timeout.
+  Status send_for(T&& item, std::chrono::milliseconds timeout) {
+    return q_ ? q_->send(item, detail::Wait::for_(timeout), false) : closed();
+  }
+  // Everything sent so far is readable, and every spilled item is written to its segment
+  // file (handed to the OS; not fsync'ed). Returns the spill path's I/O error, if any.
+  Status flush() { return q_ ? q_->flush() : closed(); }
+  // This handle stops producing. Idempotent. Once every handle is closed, the receiver
+  // drains what is left and then gets Errc::closed.
+  void close() {
+    if (q_) {
+      q_->drop_sender();
+      q_.reset();
+    }
+  }
+
+ private:
+  friend Result<Channel<T>> channel<T>(const Options&);
+  Sender(std::shared_ptr<detail::Queue<T>> q, bool fail) : q_(std::move(q)), fail_(fail) { q_->add_sender(); }
+  static Status closed() { return Status(Errc::closed, "this sender is closed"); }
+
+  std::shared_ptr<detail::Queue<T>> q_;
+  bool fail_ = false;
+};
+
+// The one consumer. Move-only. Not thread-safe: use it from one thread at a time, except
+// stats(), which any thread may call while the receiver is in use.
+template <class T>
+class Receiver {
+ public:
+  Receiver(Receiver&&) noexcept = default;
+  Receiver& operator=(Receiver&& o) noexcept {
+    if (this != &o) {
+      close();
+      q_ = std::move(o.q_);
+      status_ = std::move(o.status_);
+    }
+    return *this;
+  }
+  Receiver(const Receiver&) = delete;
+  Receiver& operator=(const Receiver&) = delete;
+  ~Receiver() { close(); }
+
+  // Waits for the next item in order. Errc::closed once every sender is gone and all is
+  // read; io_error if a page cannot be read (retry later: nothing is skipped).
+  Status recv(T& out) { return q_ ? q_->recv(out, detail::Wait::always()) : closed(); }
+  // Waits at most `timeout`: Errc::timeout.
+  Status recv_for(T& out, std::chrono::milliseconds timeout) {
+    return q_ ? q_->recv(out, detail::Wait::for_(timeout)) : closed();
+  }
+  // Never waits for an item: Errc::empty. It may read a page from disk.
+  Status try_recv(T& out) { return q_ ? q_->recv(out, detail::Wait::none()) : closed(); }
+  // Occupancy and totals. Thread-safe.
+  Stats stats() const { return q_ ? q_->stats() : Stats{}; }
+  // The receiver goes away: senders get Errc::closed; what is queued stays, and is written
+  // to disk when the last sender is gone too.
+  void close() {
+    if (q_) {
+      q_->drop_receiver();
+      q_.reset();
+    }
+  }
+
+  // `for (T& item : receiver)` yields items until closed; any other error ends the loop
+  // and is kept in status().
+  class iterator {
+   public:
+    using value_type = T;
+    using difference_type = std::ptrdiff_t;
+    iterator() = default;
+    T& operator*() { return item_; }
+    iterator& operator++() {
+      Status s = r_->recv(item_);
+      if (!s.ok()) {
+        if (s.code() != Errc::closed) r_->status_ = s;
+        r_ = nullptr;
+      }
+      return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const iterator& it, std::default_sentinel_t) noexcept { return it.r_ == nullptr; }
+
+   private:
+    friend class Receiver;
+    explicit iterator(Receiver* r) : r_(r) {}
+    Receiver* r_ = nullptr;
+    T item_{};
+  };
+  iterator begin() {
+    iterator it(this);
+    ++it;
+    return it;
+  }
+  std::default_sentinel_t end() noexcept { return {}; }
+  // The error that ended the last loop over this receiver (ok if it ended by `closed`).
+  const Status& status() const noexcept { return status_; }
+
+ private:
+  friend Result<Channel<T>> channel<T>(const Options&);
+  explicit Receiver(std::shared_ptr<detail::Queue<T>> q) : q_(std::move(q)) {}
+  static Status closed() { return Status(Errc::closed, "this receiver is closed"); }
+
+  std::shared_ptr<detail::Queue<T>> q_;
+  Status status_;
+};
+
+template <class T>
+struct Channel {
+  Sender<T> sender;
+  Receiver<T> receiver;
+};
+
+// Opens (creating or recovering) the queue in options.directory. Errors: invalid_argument
+// (bad options, named), io_error (path and errno text), locked (another process or
+// handle has the directory), corrupt (a segment of an unknown format version).
+template <class T>
+Result<Channel<T>> channel(const Options& options) {
+  auto core = detail::Core::open(options);
+  if (!core.ok()) return core.status();
+  auto q = std::make_shared<detail::Queue<T>>(std::move(*core));
+  return Channel<T>{Sender<T>(q, options.when_full == FullPolicy::fail), Receiver<T>(q)};
+}
+
+}  // namespace hopper

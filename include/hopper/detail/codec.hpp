@@ -1,0 +1,106 @@
+// Item encoding: cereal's binary encoding (the same bytes cereal::BinaryOutputArchive
+// writes: native byte order, sizes as 64-bit), through an archive pair that appends to a
+// std::string and reads from a byte view, without iostreams. The reader refuses any size
+// larger than the bytes left, so damaged input cannot make it allocate wildly.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include <cereal/cereal.hpp>
+
+namespace hopper::detail {
+
+class OutArchive : public cereal::OutputArchive<OutArchive, cereal::AllowEmptyClassElision> {
+ public:
+  explicit OutArchive(std::string& out) : OutputArchive(this), out_(out) {}
+  void saveBinary(const void* data, std::size_t size) { out_.append(static_cast<const char*>(data), size); }
+
+ private:
+  std::string& out_;
+};
+
+class InArchive : public cereal::InputArchive<InArchive, cereal::AllowEmptyClassElision> {
+ public:
+  explicit InArchive(std::string_view in) : InputArchive(this), in_(in) {}
+  void loadBinary(void* data, std::size_t size) {
+    if (size > in_.size() - pos_) throw cereal::Exception("item is shorter than its encoding claims");
+    if (size > 0) std::memcpy(data, in_.data() + pos_, size);
+    pos_ += size;
+  }
+  std::size_t remaining() const noexcept { return in_.size() - pos_; }
+
+ private:
+  std::string_view in_;
+  std::size_t pos_ = 0;
+};
+
+}  // namespace hopper::detail
+
+namespace cereal {
+
+template <class T>
+inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(hopper::detail::OutArchive& ar, const T& t) {
+  ar.saveBinary(std::addressof(t), sizeof(t));
+}
+template <class T>
+inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_LOAD_FUNCTION_NAME(hopper::detail::InArchive& ar, T& t) {
+  ar.loadBinary(std::addressof(t), sizeof(t));
+}
+template <class Archive, class T>
+inline CEREAL_ARCHIVE_RESTRICT(hopper::detail::InArchive, hopper::detail::OutArchive)
+    CEREAL_SERIALIZE_FUNCTION_NAME(Archive& ar, NameValuePair<T>& t) {
+  ar(t.value);
+}
+template <class T>
+inline void CEREAL_SAVE_FUNCTION_NAME(hopper::detail::OutArchive& ar, const SizeTag<T>& t) {
+  ar(t.size);
+}
+template <class T>
+inline void CEREAL_LOAD_FUNCTION_NAME(hopper::detail::InArchive& ar, SizeTag<T>& t) {
+  ar(t.size);
+  // Every element takes at least one byte, so a larger count is damage, not data.
+  if (static_cast<std::uint64_t>(t.size) > ar.remaining())
+    throw Exception("container size " + std::to_string(static_cast<std::uint64_t>(t.size)) +
+                    " exceeds the item's remaining bytes");
+}
+template <class T>
+inline void CEREAL_SAVE_FUNCTION_NAME(hopper::detail::OutArchive& ar, const BinaryData<T>& bd) {
+  ar.saveBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+template <class T>
+inline void CEREAL_LOAD_FUNCTION_NAME(hopper::detail::InArchive& ar, BinaryData<T>& bd) {
+  ar.loadBinary(bd.data, static_cast<std::size_t>(bd.size));
+}
+
+}  // namespace cereal
+
+CEREAL_REGISTER_ARCHIVE(hopper::detail::OutArchive)
+CEREAL_REGISTER_ARCHIVE(hopper::detail::InArchive)
+CEREAL_SETUP_ARCHIVE_TRAITS(hopper::detail::InArchive, hopper::detail::OutArchive)
+
+namespace hopper::detail {
+
+// Appends the encoding of `item` to `out`.
+template <class T>
+void encode(const T& item, std::string& out) {
+  OutArchive ar(out);
+  ar(item);
+}
+
+// Decodes `bytes` into `out`. False when the bytes are not exactly one T's encoding.
+template <class T>
+bool decode(std::string_view bytes, T& out) noexcept {
+  try {
+    InArchive ar(bytes);
+    ar(out);
+    return ar.remaining() == 0;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+}  // namespace hopper::detail

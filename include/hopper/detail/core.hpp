@@ -1,0 +1,149 @@
+// Core: the type-independent half of a queue — the queue lock, budgets, the open page,
+// sealed pages, segment files and the receiver's read position. Queue<T> adds the deque of
+// Placement<T> on top. Not part of the public API.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <hopper/options.hpp>
+#include <hopper/stats.hpp>
+#include <hopper/status.hpp>
+
+namespace hopper::detail {
+
+struct DiskState;  // defined in src/core.cpp
+
+// What happened to an item offered to the open page.
+enum class SpillVerdict {
+  accepted,   // the item is in the open page, numbered next_seq++
+  need_seal,  // the page must be sealed first (it cannot grow past a segment); retry
+  full,       // no disk room (budget, or too many sealed pages waiting for the writer)
+  too_large,  // the item can never fit in a segment
+  failed,     // the spill path has an I/O error (spill_error())
+};
+
+// Thread-safety: members marked [mu] are guarded by `mu`; members marked [receiver]
+// are touched only by the one receiving thread (or by the destructor, when no other
+// handle is left). Everything else is immutable after open().
+//
+// Lock order: `mu` is the only lock. No file I/O and no compression happen under it:
+// page writes are done with `mu` released by whoever holds the writer token
+// (DiskState::writing), and page reads by the receiver on its private state.
+class Core {
+ public:
+  static Result<std::unique_ptr<Core>> open(const Options& options);
+  ~Core();
+  Core(const Core&) = delete;
+  Core& operator=(const Core&) = delete;
+
+  const Options& options() const noexcept { return opt_; }
+
+  std::mutex mu;
+  std::condition_variable receiver_cv;  // the receiver waits here for items or pages
+  std::condition_variable sender_cv;    // senders wait here for room
+
+  // ---- [mu] handles and waiters ----
+  int senders = 0;
+  bool receiver_alive = true;
+  bool receiver_waiting = false;
+  int senders_waiting = 0;
+
+  // ---- [mu] the placement deque's accounting (the deque lives in Queue<T>) ----
+  std::uint64_t memory_bytes = 0;
+  std::uint64_t memory_items = 0;
+  std::uint64_t markers = 0;  // Disk(n) markers in the deque
+  bool disk_mode = false;     // senders append to the open page (see docs/architecture.md)
+  std::uint64_t next_seq = 0; // sequence number of the next accepted item
+  std::uint64_t items_sent = 0;
+
+  // ---- [mu] spill path ----
+  bool spill_enabled() const noexcept { return opt_.max_disk_bytes > 0; }
+  // Memory mode resumes only at or below this many bytes (hysteresis).
+  std::uint64_t low_water() const noexcept { return opt_.max_memory_bytes / 2; }
+  // The open page's bytes: call begin_item(), append an item's encoding, then end_item().
+  std::string& page() noexcept { return page_; }
+  std::size_t begin_item();
+  SpillVerdict end_item(std::size_t mark);
+  bool page_open() const noexcept { return page_items_ > 0; }
+  bool page_full() const noexcept { return page_.size() >= opt_.page_bytes; }
+  // Seals the open page (it joins the sealed pages, in order) and returns its item count;
+  // the caller pushes Disk(count) while still holding `mu`.
+  std::uint64_t seal();
+  // Writes sealed pages if no one else is (takes the writer token); releases `lk` during
+  // compression and I/O. Returns with `lk` held.
+  void write_sealed(std::unique_lock<std::mutex>& lk);
+  // Waits until every sealed page is written (writing them itself when it can); the first
+  // write error, if any, is returned. Used by flush and shutdown.
+  Status write_all(std::unique_lock<std::mutex>& lk);
+  const Status& spill_error() const noexcept { return spill_error_; }
+  // Sealed pages wait and no one is writing them: a sender about to wait for room writes
+  // them instead (room on disk may only be missing because nobody wrote).
+  bool writer_idle_with_work() const noexcept;
+
+  // ---- receiver ----
+  // [mu] The receiver popped a Disk marker: the next page in order is now due.
+  void page_due() noexcept { page_due_ = true; }
+  // [receiver] The next item of the due page, or got = false when it has no more items
+  // (then the receiver goes back to the deque). Takes `mu` only to fetch a page. An
+  // io_error leaves the page due, to be retried; damaged pages are skipped and counted.
+  Status next_disk_item(std::string_view& out, bool& got);
+  bool disk_item_pending() const noexcept { return page_due_ || read_left_ > 0; }
+  // [receiver] One more item handed out from memory / one item failed to deserialize.
+  void delivered_memory_item() noexcept;
+  void delivered_disk_item() noexcept;
+  void corrupt_item() noexcept;
+  std::uint64_t items_received() const noexcept { return received_.load(std::memory_order_relaxed); }
+
+  // ---- open and shutdown ----
+  // Item counts of the recovered pages, in order: Queue<T> pushes a Disk marker for each.
+  std::vector<std::uint64_t> recovered_pages() const;
+  // [receiver] Shutdown, with no other handle left: writes the receiver's unread in-memory
+  // page, then `raw` pages of items that were in memory (first_seq, count, bytes), then the
+  // cursor, and syncs. Called once, after write_all().
+  struct RawPage {
+    std::uint64_t first_seq;
+    std::uint32_t count;
+    std::string raw;
+  };
+  Status persist(std::vector<RawPage> memory_pages);
+
+  Stats stats();  // takes `mu`
+
+ private:
+  explicit Core(Options options);
+  void finish_page();
+  Status load_page();
+
+  Options opt_;
+  std::unique_ptr<DiskState> d_;  // [mu] unless noted there
+
+  // [mu] the open page: length-prefixed item encodings
+  std::string page_;
+  std::uint32_t page_items_ = 0;
+  std::uint64_t page_first_seq_ = 0;
+  Status spill_error_;
+
+  // [receiver] the page being read
+  bool page_due_ = false;       // a Disk marker was popped; its page is not loaded yet
+  std::string read_raw_;
+  std::size_t read_pos_ = 0;
+  std::uint32_t read_left_ = 0;
+  std::uint32_t read_index_ = 0;  // items of the page consumed, skipped ones included
+  std::uint64_t read_first_seq_ = 0;
+  std::uint32_t read_count_ = 0;
+  bool read_from_file_ = false;
+  std::uint64_t read_segment_ = 0;
+  std::uint64_t deliver_seq_ = 0;  // high-water mark: every item numbered below it was handed out (or lost to damage)
+  // Written only by the receiver; read by stats() for reporting. No ordering is derived
+  // from it, so relaxed accesses suffice.
+  std::atomic<std::uint64_t> received_{0};
+};
+
+}  // namespace hopper::detail

@@ -1,0 +1,38 @@
+// Options: how one queue directory is budgeted and laid out.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+
+#include <hopper/status.hpp>
+
+namespace hopper {
+
+class FileSystem;
+
+// What a send does when the memory and disk budgets are both full.
+enum class FullPolicy {
+  block,  // wait for room (send) or until the deadline (send_for)
+  fail,   // return Errc::full at once; the caller still owns the item
+};
+
+struct Options {
+  std::filesystem::path directory;              // required; created if missing
+  std::uint64_t max_memory_bytes = 1 << 20;     // in-memory budget (sum of item footprints)
+  std::uint64_t max_disk_bytes = 1ull << 30;    // on-disk budget; 0 = never spill
+  std::uint64_t segment_bytes = 16 << 20;       // rotate queue files past this size
+  std::uint32_t page_bytes = 64 << 10;          // items compressed together in one frame
+  int compression_level = 1;                    // zstd level
+  FullPolicy when_full = FullPolicy::block;
+
+  // The file system seam. Null means the real POSIX file system; tests pass one that
+  // injects faults. Shared so that several queues (and a test) may hold the same one.
+  std::shared_ptr<FileSystem> file_system;
+};
+
+// Checks `options` without touching the disk: ok, or invalid_argument naming the option
+// and why. channel() calls this first.
+Status validate(const Options& options);
+
+}  // namespace hopper

@@ -1,0 +1,32 @@
+// Stats: a snapshot of one queue's occupancy and lifetime totals.
+#pragma once
+
+#include <cstdint>
+
+namespace hopper {
+
+struct Stats {
+  // Occupancy now.
+  std::uint64_t memory_items = 0;   // items held in memory
+  std::uint64_t memory_bytes = 0;   // their footprint; never above max_memory_bytes
+  std::uint64_t disk_items = 0;     // items on disk or in pages not yet read back
+  std::uint64_t disk_bytes = 0;     // bytes of segment files present
+  std::uint64_t segments = 0;       // segment files present
+
+  // Totals since this handle opened the directory.
+  std::uint64_t items_sent = 0;       // accepted by send/try_send/send_for
+  std::uint64_t items_received = 0;   // handed out by recv and friends
+  std::uint64_t items_spilled = 0;    // accepted straight into a disk page
+  std::uint64_t items_recovered = 0;  // found on disk at open, to be delivered first
+  std::uint64_t pages_written = 0;    // pages appended to segment files
+  std::uint64_t bytes_uncompressed = 0;  // page payload bytes before compression
+  std::uint64_t bytes_compressed = 0;    // the same pages' bytes as written (headers included)
+
+  // Damage found, at open or while reading. Damaged data is skipped, never returned.
+  std::uint64_t corrupt_pages = 0;  // pages whose checksum or frame failed, skipped
+  std::uint64_t corrupt_items = 0;  // items lost with them, where the count was readable,
+                                    // plus single items that failed to deserialize
+  std::uint64_t torn_bytes = 0;     // bytes cut from the tails of segments at open
+};
+
+}  // namespace hopper

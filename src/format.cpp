@@ -1,0 +1,120 @@
+#include "format.hpp"
+
+#include <charconv>
+#include <cstring>
+
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
+#include <xxhash.h>
+
+namespace hopper::format {
+
+void encode_segment_header(const SegmentHeader& h, char out[kSegmentHeaderSize]) {
+  put_u64(out, kSegmentMagic);
+  put_u32(out + 8, h.version);
+  put_u32(out + 12, 0);
+  put_u64(out + 16, h.segment);
+  put_u64(out + 24, XXH3_64bits(out, 24));
+}
+
+std::optional<SegmentHeader> decode_segment_header(std::string_view b) {
+  if (b.size() < kSegmentHeaderSize) return std::nullopt;
+  if (get_u64(b.data()) != kSegmentMagic) return std::nullopt;
+  if (get_u64(b.data() + 24) != XXH3_64bits(b.data(), 24)) return std::nullopt;
+  SegmentHeader h;
+  h.version = get_u32(b.data() + 8);
+  h.segment = get_u64(b.data() + 16);
+  return h;
+}
+
+static std::uint64_t page_checksum(const char* header, std::string_view payload) {
+  XXH3_state_t state;
+  XXH3_64bits_reset(&state);
+  XXH3_64bits_update(&state, header, 32);
+  XXH3_64bits_update(&state, payload.data(), payload.size());
+  return XXH3_64bits_digest(&state);
+}
+
+void encode_page_header(PageHeader& h, std::string_view payload, char out[kPageHeaderSize]) {
+  put_u32(out, kPageMagic);
+  put_u32(out + 4, h.payload_len);
+  put_u32(out + 8, h.raw_len);
+  put_u32(out + 12, h.item_count);
+  put_u64(out + 16, h.first_seq);
+  put_u64(out + 24, h.segment);
+  h.checksum = page_checksum(out, payload);
+  put_u64(out + 32, h.checksum);
+}
+
+std::optional<PageHeader> parse_page_header(std::string_view b) {
+  if (b.size() < kPageHeaderSize || get_u32(b.data()) != kPageMagic) return std::nullopt;
+  PageHeader h;
+  h.payload_len = get_u32(b.data() + 4);
+  h.raw_len = get_u32(b.data() + 8);
+  h.item_count = get_u32(b.data() + 12);
+  h.first_seq = get_u64(b.data() + 16);
+  h.segment = get_u64(b.data() + 24);
+  h.checksum = get_u64(b.data() + 32);
+  return h;
+}
+
+bool page_checksum_ok(std::string_view header, std::string_view payload) {
+  if (header.size() < kPageHeaderSize) return false;
+  return page_checksum(header.data(), payload) == get_u64(header.data() + 32);
+}
+
+std::optional<std::string_view> ItemCursor::next() {
+  if (pos_ == raw_.size()) return std::nullopt;
+  if (raw_.size() - pos_ < kItemPrefixSize) {
+    ok_ = false;
+    return std::nullopt;
+  }
+  const std::uint32_t len = get_u32(raw_.data() + pos_);
+  if (raw_.size() - pos_ - kItemPrefixSize < len) {
+    ok_ = false;
+    return std::nullopt;
+  }
+  std::string_view item = raw_.substr(pos_ + kItemPrefixSize, len);
+  pos_ += kItemPrefixSize + len;
+  return item;
+}
+
+static constexpr std::string_view kSegPrefix = "hopper-";
+static constexpr std::string_view kSegSuffix = ".seg";
+static constexpr std::size_t kSegDigits = 20;
+
+std::string segment_file_name(std::uint64_t number) {
+  std::string digits = std::to_string(number);
+  return std::string(kSegPrefix) + std::string(kSegDigits - digits.size(), '0') + digits +
+         std::string(kSegSuffix);
+}
+
+std::optional<std::uint64_t> parse_segment_file_name(std::string_view name) {
+  if (name.size() != kSegPrefix.size() + kSegDigits + kSegSuffix.size()) return std::nullopt;
+  if (name.substr(0, kSegPrefix.size()) != kSegPrefix) return std::nullopt;
+  if (name.substr(name.size() - kSegSuffix.size()) != kSegSuffix) return std::nullopt;
+  std::string_view digits = name.substr(kSegPrefix.size(), kSegDigits);
+  for (char c : digits)
+    if (c < '0' || c > '9') return std::nullopt;
+  std::uint64_t n = 0;
+  auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+  if (ec != std::errc() || end != digits.data() + digits.size() || n == 0) return std::nullopt;
+  return n;
+}
+
+std::string encode_cursor(std::uint64_t next_seq) {
+  std::string out(kCursorSize, '\0');
+  put_u32(out.data(), kCursorMagic);
+  put_u32(out.data() + 4, kVersion);
+  put_u64(out.data() + 8, next_seq);
+  put_u64(out.data() + 16, XXH3_64bits(out.data(), 16));
+  return out;
+}
+
+std::optional<std::uint64_t> decode_cursor(std::string_view b) {
+  if (b.size() != kCursorSize) return std::nullopt;
+  if (get_u32(b.data()) != kCursorMagic || get_u32(b.data() + 4) != kVersion) return std::nullopt;
+  if (get_u64(b.data() + 16) != XXH3_64bits(b.data(), 16)) return std::nullopt;
+  return get_u64(b.data() + 8);
+}
+
+}  // namespace hopper::format

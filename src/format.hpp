@@ -1,0 +1,124 @@
+// The on-disk format of a queue directory, in one place. docs/format.md is its grammar.
+//
+//   DIR/LOCK                       flock'ed while a process has the queue open
+//   DIR/CURSOR                     next sequence number to deliver (clean shutdown)
+//   DIR/hopper-<20 digits>.seg     segment files, numbered from 1
+//
+// A segment file:
+//
+//   +--------------------------------+---------+---------+-----+
+//   | segment header (32 bytes)      | page    | page    | ... |
+//   +--------------------------------+---------+---------+-----+
+//
+//   segment header: magic "HOPRSEG\0" u64 | version u32 | reserved u32 (0)
+//                   | segment number u64 | checksum u64 = XXH3-64(bytes 0..23)
+//
+// A page:
+//
+//   +-------+-------------+---------+------------+-----------+---------+----------+-------------+
+//   | magic | payload_len | raw_len | item_count | first_seq | segment | checksum | zstd frame  |
+//   | u32   | u32         | u32     | u32        | u64       | u64     | u64      | payload_len |
+//   +-------+-------------+---------+------------+-----------+---------+----------+-------------+
+//     checksum = XXH3-64 over header bytes 0..31, then the payload.
+//
+//   The zstd frame decompresses to raw_len bytes: item_count items, each
+//   u32 length followed by that many bytes of cereal binary encoding.
+//
+// All integers are little-endian. A page is valid only if its checksum matches; no
+// length is trusted before that. The segment number in each page rejects stale bytes
+// that a reused or copied file might hold.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace hopper::format {
+
+inline constexpr std::uint64_t kSegmentMagic = 0x0047455352504f48ull;  // "HOPRSEG\0"
+inline constexpr std::uint32_t kPageMagic = 0x31475048u;               // "HPG1"
+inline constexpr std::uint32_t kCursorMagic = 0x31435048u;             // "HPC1"
+inline constexpr std::uint32_t kVersion = 1;
+
+inline constexpr std::size_t kSegmentHeaderSize = 32;
+inline constexpr std::size_t kPageHeaderSize = 40;
+inline constexpr std::size_t kItemPrefixSize = 4;
+inline constexpr std::size_t kCursorSize = 24;
+
+// Largest raw (uncompressed) page a reader accepts: bounds allocation on damaged input.
+inline constexpr std::uint32_t kMaxRawPage = 1u << 31;
+
+struct SegmentHeader {
+  std::uint32_t version = kVersion;
+  std::uint64_t segment = 0;
+};
+
+struct PageHeader {
+  std::uint32_t payload_len = 0;
+  std::uint32_t raw_len = 0;
+  std::uint32_t item_count = 0;
+  std::uint64_t first_seq = 0;
+  std::uint64_t segment = 0;
+  std::uint64_t checksum = 0;
+};
+
+void encode_segment_header(const SegmentHeader& h, char out[kSegmentHeaderSize]);
+// nullopt when the magic or checksum is wrong. The version is returned as found.
+std::optional<SegmentHeader> decode_segment_header(std::string_view bytes);
+
+// Fills the header's checksum from its other fields and `payload`, then writes it.
+void encode_page_header(PageHeader& h, std::string_view payload, char out[kPageHeaderSize]);
+// Parses the fixed fields; checks the magic only. Lengths are NOT trusted yet.
+std::optional<PageHeader> parse_page_header(std::string_view bytes);
+// True when `payload` (payload_len bytes) matches the header's checksum.
+bool page_checksum_ok(std::string_view header_bytes, std::string_view payload);
+
+// Walks the length-prefixed items of a raw page. Stops (and reports) on a prefix that
+// runs past the end.
+class ItemCursor {
+ public:
+  explicit ItemCursor(std::string_view raw) : raw_(raw) {}
+  // The next item's bytes, or nullopt at the end or on a malformed prefix (see ok()).
+  std::optional<std::string_view> next();
+  bool ok() const noexcept { return ok_; }
+  std::size_t offset() const noexcept { return pos_; }
+
+ private:
+  std::string_view raw_;
+  std::size_t pos_ = 0;
+  bool ok_ = true;
+};
+
+// "hopper-00000000000000000042.seg" <-> 42. Parse rejects anything else, including 0.
+std::string segment_file_name(std::uint64_t number);
+std::optional<std::uint64_t> parse_segment_file_name(std::string_view name);
+
+inline constexpr const char* kLockFileName = "LOCK";
+inline constexpr const char* kCursorFileName = "CURSOR";
+inline constexpr const char* kCursorTempName = "CURSOR.tmp";
+
+// CURSOR: magic u32 | version u32 | next_seq u64 | checksum u64 = XXH3-64(bytes 0..15)
+std::string encode_cursor(std::uint64_t next_seq);
+std::optional<std::uint64_t> decode_cursor(std::string_view bytes);
+
+inline void put_u32(char* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+inline void put_u64(char* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+inline std::uint32_t get_u32(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= std::uint32_t(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+inline std::uint64_t get_u64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
+}  // namespace hopper::format

@@ -1,0 +1,65 @@
+#include "segment_reader.hpp"
+
+#include <zstd.h>
+
+#include "format.hpp"
+
+namespace hopper::detail {
+
+void PageDecoder::DCtxFree::operator()(ZSTD_DCtx_s* d) const noexcept { ZSTD_freeDCtx(d); }
+
+PageDecoder::PageDecoder() : dctx_(ZSTD_createDCtx()) {}
+PageDecoder::~PageDecoder() = default;
+
+Status PageDecoder::decode(std::string_view page, std::uint64_t expected_segment, std::string& raw) {
+  auto h = format::parse_page_header(page);
+  if (!h) return Status(Errc::corrupt, "bad page magic");
+  if (page.size() - format::kPageHeaderSize != h->payload_len)
+    return Status(Errc::corrupt, "page length does not match its header");
+  std::string_view payload = page.substr(format::kPageHeaderSize);
+  if (!format::page_checksum_ok(page, payload)) return Status(Errc::corrupt, "page checksum mismatch");
+  // From here on the header is trusted.
+  if (h->segment != expected_segment)
+    return Status(Errc::corrupt, "page belongs to segment " + std::to_string(h->segment));
+  if (h->raw_len > format::kMaxRawPage) return Status(Errc::corrupt, "page raw length too large");
+  raw.resize(h->raw_len);
+  const unsigned long long content = ZSTD_getFrameContentSize(payload.data(), payload.size());
+  if (content != h->raw_len) return Status(Errc::corrupt, "zstd frame size does not match page header");
+  const std::size_t n = ZSTD_decompressDCtx(dctx_.get(), raw.data(), raw.size(), payload.data(), payload.size());
+  if (ZSTD_isError(n)) return Status(Errc::corrupt, std::string("zstd: ") + ZSTD_getErrorName(n));
+  if (n != h->raw_len) return Status(Errc::corrupt, "zstd frame shorter than page header says");
+  // The items must tile the raw bytes exactly.
+  format::ItemCursor cur(raw);
+  std::uint32_t items = 0;
+  while (cur.next()) ++items;
+  if (!cur.ok() || items != h->item_count) return Status(Errc::corrupt, "page items do not match its count");
+  return Status();
+}
+
+SegmentReader::SegmentReader(std::shared_ptr<FileSystem> fs, std::filesystem::path dir)
+    : fs_(std::move(fs)), dir_(std::move(dir)) {}
+SegmentReader::~SegmentReader() = default;
+
+void SegmentReader::forget(std::uint64_t segment) {
+  if (file_ && file_number_ == segment) file_.reset();
+}
+
+Status SegmentReader::read(const PageRef& ref, std::string& raw) {
+  if (!file_ || file_number_ != ref.segment) {
+    file_.reset();
+    auto f = fs_->open(dir_ / format::segment_file_name(ref.segment), OpenMode::read);
+    if (!f.ok()) return f.status();
+    file_ = std::move(*f);
+    file_number_ = ref.segment;
+  }
+  page_.resize(ref.bytes);
+  auto got = file_->read_at(ref.offset, page_.data(), page_.size());
+  if (!got.ok()) return got.status();
+  const std::string where = file_->path().native() + " at offset " + std::to_string(ref.offset);
+  if (*got != page_.size()) return Status(Errc::corrupt, where + ": page cut short");
+  Status s = decoder_.decode(page_, ref.segment, raw);
+  if (!s.ok()) return Status(Errc::corrupt, where + ": " + s.message());
+  return Status();
+}
+
+}  // namespace hopper::detail
