@@ -1,8 +1,9 @@
-// Core: budgets, the open page, the writer token, segment bookkeeping and the receiver's
-// read path. See include/hopper/detail/core.hpp for the locking rules.
+// Core: budgets, the open page, the writer token, segment bookkeeping, durability and the
+// receiver's read path. See include/hopper/detail/core.hpp for the locking rules.
 #include <hopper/detail/core.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <deque>
 #include <map>
 
@@ -20,6 +21,8 @@ namespace {
 // past it a spilling sender waits (or writes them itself). Bounds the spill path's memory
 // to roughly (kMaxPending + 2) pages.
 constexpr std::size_t kMaxPending = 4;
+// Failed ranges remembered for senders waiting on SyncPolicy::always (oldest forgotten).
+constexpr std::size_t kMaxFailedRanges = 64;
 }  // namespace
 
 struct SealedPage {
@@ -30,16 +33,22 @@ struct SealedPage {
 };
 
 struct SegmentState {
-  std::uint64_t bytes = 0;   // file size
-  std::uint64_t unread = 0;  // pages in it the receiver has not finished
-  bool active = false;       // the writer may still append to it
+  std::uint64_t bytes = 0;    // file size
+  std::uint64_t unread = 0;   // pages in it the receiver has not finished
+  std::uint64_t max_end = 0;  // one past the highest sequence number in it
+  bool active = false;        // the writer may still append to it
+};
+
+struct FailedRange {
+  std::uint64_t begin, end;
+  Status why;
 };
 
 struct DiskState {
   DiskState(std::shared_ptr<FileSystem> f, const Options& o, std::uint64_t next_segment)
       : fs(std::move(f)),
         dir(o.directory),
-        writer(fs, dir, o.segment_bytes, o.compression_level, next_segment),
+        writer(fs, dir, o.segment_bytes, o.compression_level, next_segment, o.sync != SyncPolicy::none),
         reader(fs, dir) {}
 
   std::shared_ptr<FileSystem> fs;
@@ -57,6 +66,10 @@ struct DiskState {
   std::map<std::uint64_t, SegmentState> segments;
   std::uint64_t disk_bytes = 0;
 
+  // [mu] Durability.
+  std::chrono::steady_clock::time_point last_sync = std::chrono::steady_clock::now();
+  std::deque<FailedRange> failed;  // SyncPolicy::always: pages whose write failed
+
   // [mu] Totals.
   std::uint64_t disk_in = 0;  // items that went into pages (spilled + recovered)
   std::uint64_t spilled = 0;
@@ -66,12 +79,13 @@ struct DiskState {
   std::uint64_t bytes_compressed = 0;
   std::uint64_t corrupt_pages = 0;
   std::uint64_t torn_bytes = 0;
-  std::uint64_t cursor_at_open = 0;
+  std::uint64_t syncs = 0;
+  std::uint64_t commits = 0;
   std::vector<std::uint64_t> recovered_counts;
 
-  // Items that left the disk side (handed out or skipped as damaged), and items that
-  // failed validation. Written by the receiver, read by stats() for reporting only:
-  // relaxed is enough, nothing is ordered by them.
+  // Items that left the disk side (handed out, skipped as damaged, dropped), and items that
+  // failed validation. Written by the receiver (and drop_oldest under mu), read by stats()
+  // for reporting only: relaxed is enough, nothing is ordered by them.
   std::atomic<std::uint64_t> disk_out{0};
   std::atomic<std::uint64_t> corrupt_items{0};
 
@@ -94,8 +108,14 @@ Status validate(const Options& o) {
   if (o.compression_level < -7 || o.compression_level > 22)
     return bad("Options::compression_level is " + std::to_string(o.compression_level) +
                "; zstd levels run from -7 to 22");
-  if (o.when_full != FullPolicy::block && o.when_full != FullPolicy::fail)
+  if (o.when_full != FullPolicy::block && o.when_full != FullPolicy::fail && o.when_full != FullPolicy::drop_oldest)
     return bad("Options::when_full is not a FullPolicy value");
+  if (o.sync != SyncPolicy::none && o.sync != SyncPolicy::interval && o.sync != SyncPolicy::always)
+    return bad("Options::sync is not a SyncPolicy value");
+  if (o.sync == SyncPolicy::interval && o.sync_interval.count() <= 0)
+    return bad("Options::sync_interval must be positive with SyncPolicy::interval");
+  if (o.sync == SyncPolicy::always && o.max_disk_bytes == 0)
+    return bad("Options::sync is SyncPolicy::always but Options::max_disk_bytes is 0: items must go to disk");
   if (o.max_disk_bytes > 0) {
     const std::uint64_t page_need = detail::SpillWriter::bound(o.page_bytes);
     if (o.segment_bytes < page_need)
@@ -132,24 +152,30 @@ Result<std::unique_ptr<Core>> Core::open(const Options& options) {
   DiskState& d = *core->d_;
   d.lock = std::move(*lock);
   for (const auto& s : rec->segments) {
-    d.segments[s.number] = SegmentState{s.bytes, s.pages, false};
+    d.segments[s.number] = SegmentState{s.bytes, s.pages, 0, false};
     d.disk_bytes += s.bytes;
   }
   for (const auto& p : rec->pages) {
     d.unread.push_back(p);
     d.recovered_counts.push_back(p.count - p.skip);
+    auto& seg = d.segments[p.segment];
+    seg.max_end = std::max(seg.max_end, p.first_seq + p.count);
   }
   d.recovered = d.disk_in = rec->items;
   d.corrupt_pages = rec->corrupt_pages;
   d.torn_bytes = rec->torn_bytes;
-  d.cursor_at_open = rec->cursor;
   core->next_seq = rec->next_seq;
+  core->durable_seq_ = rec->next_seq;
   core->deliver_seq_ = rec->cursor;
+  core->commit_seq_ = rec->cursor;
   core->page_.reserve(options.page_bytes + 4096);
   return core;
 }
 
 std::vector<std::uint64_t> Core::recovered_pages() const { return d_->recovered_counts; }
+
+// ---------------------------------------------------------------------------------------
+// Spill path: the open page, sealing, the writer token.
 
 std::size_t Core::begin_item() {
   const std::size_t mark = page_.size();
@@ -163,6 +189,7 @@ SpillVerdict Core::end_item(std::size_t mark) {
     page_.resize(mark);
     return v;
   };
+  if (!sync_error_.ok()) return refuse(SpillVerdict::failed);
   if (!spill_error_.ok()) {
     // Retry the disk once the pages a failed write left behind are gone (read back from
     // RAM by the receiver, or written by a later attempt).
@@ -200,9 +227,12 @@ std::uint64_t Core::seal() {
   return d_->pending.back().count;
 }
 
+bool Core::writer_idle_with_work() const noexcept { return !d_->writing && !d_->pending.empty(); }
+bool Core::writer_busy() const noexcept { return d_->writing; }
+
 namespace {
-// Removes a segment file the receiver has finished. Releases `lk` for the unlink; the
-// bytes stay counted until the file is gone, so the budget is never overrun.
+// Removes a segment file. Releases `lk` for the unlink; the bytes stay counted until the
+// file is gone, so the budget is never overrun.
 void remove_segment(DiskState& d, Status& spill_error, std::condition_variable& sender_cv,
                     int senders_waiting, std::unique_lock<std::mutex>& lk, std::uint64_t number) {
   auto it = d.segments.find(number);
@@ -226,6 +256,8 @@ void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
   DiskState& d = *d_;
   if (d.writing || d.pending.empty()) return;
   d.writing = true;
+  bool wrote = false;
+  std::uint64_t written_end = 0;
   while (!d.pending.empty()) {
     SealedPage p = std::move(d.pending.front());
     d.pending.pop_front();
@@ -235,19 +267,34 @@ void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
     lk.lock();
     d.in_flight = false;
     if (!r.ok()) {
+      if (sync_always()) {
+        // Its senders are told (io_error) and keep their items; the page is never
+        // delivered. Its Disk marker maps to a discarded page the receiver skips.
+        d.pending_bound -= p.bound;
+        PageRef gone;
+        gone.first_seq = p.first_seq;
+        gone.count = p.count;
+        gone.discarded = true;
+        d.unread.push_back(gone);
+        d.failed.push_back(FailedRange{p.first_seq, p.first_seq + p.count, r.status()});
+        if (d.failed.size() > kMaxFailedRanges) d.failed.pop_front();
+        items_sent -= p.count;
+        d.spilled -= p.count;
+        d.disk_in -= p.count;
+        if (receiver_waiting) receiver_cv.notify_one();
+        if (senders_waiting > 0) sender_cv.notify_all();
+        continue;
+      }
       spill_error_ = r.status();
       d.pending.push_front(std::move(p));  // still ours, still in order: nothing is lost
+      if (receiver_waiting) receiver_cv.notify_one();
       break;
     }
+    // Publish the page before anything below may release the lock: the receiver must find
+    // it in `unread` the moment it is no longer in flight, or it would take the next
+    // pending page out of order.
     d.pending_bound -= p.bound;
     const AppendedPage& a = *r;
-    if (a.closed_segment) {
-      auto it = d.segments.find(*a.closed_segment);
-      if (it != d.segments.end()) {
-        it->second.active = false;
-        if (it->second.unread == 0) remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, *a.closed_segment);
-      }
-    }
     SegmentState& seg = d.segments[a.segment];
     if (a.opened_segment) {
       seg.active = true;
@@ -256,15 +303,48 @@ void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
     }
     seg.bytes += a.bytes;
     ++seg.unread;
+    seg.max_end = std::max(seg.max_end, p.first_seq + p.count);
     d.disk_bytes += a.bytes;
-    d.unread.push_back(PageRef{a.segment, a.offset, a.bytes, p.first_seq, p.count, 0});
+    d.unread.push_back(PageRef{a.segment, a.offset, a.bytes, p.first_seq, p.count, 0, false});
     ++d.pages_written;
     d.bytes_uncompressed += a.raw_bytes;
     d.bytes_compressed += a.bytes;
+    wrote = true;
+    written_end = p.first_seq + p.count;
     if (receiver_waiting) receiver_cv.notify_one();
+    if (!sync_always() && senders_waiting > 0) sender_cv.notify_all();
+    if (a.closed_segment) {
+      ++d.syncs;  // rotation synced the closed segment
+      auto it = d.segments.find(*a.closed_segment);
+      if (it != d.segments.end()) {
+        it->second.active = false;
+        if (it->second.unread == 0 && it->second.max_end <= commit_position())
+          remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, *a.closed_segment);
+      }
+    }
+  }
+  // One fdatasync for everything written in this round: with SyncPolicy::always, every
+  // sender whose item is in these pages is acknowledged by it (group commit).
+  const auto now = std::chrono::steady_clock::now();
+  const bool sync_due = opt_.sync == SyncPolicy::always ||
+                        (opt_.sync == SyncPolicy::interval && now - d.last_sync >= opt_.sync_interval);
+  if (wrote && sync_due && sync_error_.ok()) {
+    lk.unlock();
+    Status s = d.writer.sync();
+    lk.lock();
+    ++d.syncs;
+    d.last_sync = now;
+    if (s.ok()) {
+      durable_seq_ = std::max(durable_seq_, written_end);
+    } else {
+      // What the kernel failed to write back may be gone while the page cache says
+      // otherwise; nothing after this point is ever reported durable.
+      sync_error_ = s;
+    }
   }
   d.writing = false;
   if (senders_waiting > 0) sender_cv.notify_all();
+  if (receiver_waiting) receiver_cv.notify_one();
 }
 
 Status Core::write_all(std::unique_lock<std::mutex>& lk) {
@@ -279,10 +359,65 @@ Status Core::write_all(std::unique_lock<std::mutex>& lk) {
     sender_cv.wait(lk);
     --senders_waiting;
   }
-  return spill_error_;
+  return spill_error();
 }
 
-bool Core::writer_idle_with_work() const noexcept { return !d_->writing && !d_->pending.empty(); }
+Core::Durability Core::durability(std::uint64_t seq, Status& why) const {
+  for (const FailedRange& f : d_->failed) {
+    if (seq >= f.begin && seq < f.end) {
+      why = f.why;
+      return Durability::failed;
+    }
+  }
+  if (seq < durable_seq_) return Durability::durable;
+  if (!sync_error_.ok()) {
+    why = sync_error_;
+    return Durability::failed;
+  }
+  return Durability::waiting;
+}
+
+std::uint64_t Core::commit_position() const noexcept {
+  // Without manual_commit, reading is committing: a segment may go once it is read.
+  return opt_.manual_commit ? commit_seq_ : ~std::uint64_t{0};
+}
+
+bool Core::drop_oldest_segment(std::unique_lock<std::mutex>& lk) {
+  DiskState& d = *d_;
+  if (d.segments.empty()) return false;
+  const std::uint64_t number = d.segments.begin()->first;
+  SegmentState& seg = d.segments.begin()->second;
+  if (seg.active) {
+    if (d.writing) return false;  // the writer is appending to it; try again after
+    d.writing = true;
+    d.writer.abandon();
+    seg.active = false;
+  }
+  // Its unread pages will be skipped by the receiver; the page it may be reading now was
+  // taken out of `unread` already and is delivered (or, if the read fails because the file
+  // is gone, counted as dropped then).
+  std::uint64_t dropped = 0;
+  for (PageRef& ref : d.unread) {
+    if (ref.segment == number && !ref.discarded) {
+      ref.discarded = true;
+      dropped += ref.count - ref.skip;
+    }
+  }
+  items_dropped += dropped;
+  d.disk_out.fetch_add(dropped, std::memory_order_relaxed);
+  remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
+  d.writing = false;
+  return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Read path (receiver).
+
+bool Core::may_read_from_ram() const noexcept {
+  // A page taken from RAM never reaches a file: not allowed when senders wait for it to be
+  // synced (always), nor when a crash must not lose what was received but not committed.
+  return opt_.sync != SyncPolicy::always && !opt_.manual_commit;
+}
 
 Status Core::load_page() {
   DiskState& d = *d_;
@@ -291,10 +426,26 @@ Status Core::load_page() {
     if (!d.unread.empty()) {
       PageRef ref = d.unread.front();
       d.unread.pop_front();
+      if (ref.discarded) {
+        page_due_ = false;
+        read_left_ = 0;
+        read_from_file_ = false;
+        deliver_seq_ = std::max(deliver_seq_, ref.first_seq + ref.count);
+        return Status();
+      }
       lk.unlock();
       Status s = d.reader.read(ref, read_raw_);
       if (s.code() == Errc::io_error) {
         lk.lock();
+        if (d.segments.count(ref.segment) == 0) {
+          // Dropped (drop_oldest) while we were reading it.
+          const std::uint64_t lost = ref.count - ref.skip;
+          items_dropped += lost;
+          d.disk_out.fetch_add(lost, std::memory_order_relaxed);
+          page_due_ = false;
+          deliver_seq_ = std::max(deliver_seq_, ref.first_seq + ref.count);
+          return Status();
+        }
         d.unread.push_front(ref);  // retried by the next recv
         return s;
       }
@@ -326,13 +477,7 @@ Status Core::load_page() {
       deliver_seq_ = std::max(deliver_seq_, ref.first_seq + ref.skip);
       return Status();
     }
-    if (d.in_flight) {
-      receiver_waiting = true;
-      receiver_cv.wait(lk);
-      receiver_waiting = false;
-      continue;
-    }
-    if (!d.pending.empty()) {
+    if (!d.in_flight && !d.pending.empty() && may_read_from_ram()) {
       // Not written yet: read it straight from RAM, no disk round trip.
       SealedPage p = std::move(d.pending.front());
       d.pending.pop_front();
@@ -349,6 +494,19 @@ Status Core::load_page() {
       read_left_ = p.count;
       deliver_seq_ = std::max(deliver_seq_, p.first_seq);
       return Status();
+    }
+    if (!d.in_flight && !d.pending.empty() && !d.writing) {
+      write_sealed(lk);  // the page must reach its file first; nobody else is writing it
+      if (!spill_error_.ok() && !d.pending.empty() && d.unread.empty() && !sync_always()) {
+        return spill_error_;  // retried by the next recv
+      }
+      continue;
+    }
+    if (d.in_flight || !d.pending.empty()) {
+      receiver_waiting = true;
+      receiver_cv.wait(lk);
+      receiver_waiting = false;
+      continue;
     }
     page_due_ = false;
     return Status(Errc::corrupt, "internal error: a Disk marker without a page");
@@ -382,18 +540,26 @@ void Core::finish_page() {
   std::unique_lock lk(mu);
   auto it = d.segments.find(read_segment_);
   if (it == d.segments.end() || --it->second.unread > 0) return;
+  if (it->second.max_end > commit_position()) return;  // commit() releases it
   d.reader.forget(read_segment_);
+  release_segment(lk, read_segment_);
+}
+
+void Core::release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number) {
+  DiskState& d = *d_;
+  auto it = d.segments.find(number);
+  if (it == d.segments.end()) return;
   if (!it->second.active) {
-    remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, read_segment_);
+    remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
     return;
   }
   // Everything written to the active segment is read. Retire it now, if the writer is not
   // using it, so its space comes back; the next page starts a new segment.
-  if (d.writing) return;  // the writer is appending a page to it: it will be read, and retired then
+  if (d.writing) return;  // the writer is appending to it: it will be read, and retired then
   d.writing = true;
   d.writer.abandon();
   it->second.active = false;
-  remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, read_segment_);
+  remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
   d.writing = false;
   if (senders_waiting > 0) sender_cv.notify_all();
 }
@@ -405,8 +571,64 @@ void Core::delivered_memory_item() noexcept {
 
 void Core::delivered_disk_item() noexcept { received_.fetch_add(1, std::memory_order_relaxed); }
 
-void Core::corrupt_item() noexcept {
-  d_->corrupt_items.fetch_add(1, std::memory_order_relaxed);
+void Core::corrupt_item() noexcept { d_->corrupt_items.fetch_add(1, std::memory_order_relaxed); }
+
+void Core::skip_dropped_memory_items(std::uint64_t n) noexcept { deliver_seq_ += n; }
+
+void Core::begin_held() {
+  // deliver_seq_ is the number of the item about to be handed out.
+  if (held_.empty() || held_.back().first_seq + held_.back().count != deliver_seq_ ||
+      held_.back().raw.size() >= opt_.page_bytes) {
+    held_.push_back(RawPage{deliver_seq_, 0, {}});
+  }
+  held_.back().raw.append(format::kItemPrefixSize, '\0');
+  held_mark_ = held_.back().raw.size();
+}
+
+void Core::end_held() {
+  RawPage& p = held_.back();
+  format::put_u32(p.raw.data() + held_mark_ - format::kItemPrefixSize,
+                  static_cast<std::uint32_t>(p.raw.size() - held_mark_));
+  ++p.count;
+}
+
+// ---------------------------------------------------------------------------------------
+// Commit and shutdown.
+
+Status Core::write_cursor(std::uint64_t position) {
+  DiskState& d = *d_;
+  const auto tmp = d.dir / format::kCursorTempName;
+  const auto cur = d.dir / format::kCursorFileName;
+  auto f = d.fs->open(tmp, OpenMode::truncate);
+  if (!f.ok()) return f.status();
+  const std::string bytes = format::encode_cursor(position);
+  Status s = (*f)->append(bytes.data(), bytes.size());
+  if (s.ok()) s = (*f)->sync();
+  f->reset();
+  if (s.ok()) s = d.fs->rename(tmp, cur);
+  if (s.ok()) s = d.fs->sync_directory(d.dir);  // the rename itself must survive
+  return s;
+}
+
+Status Core::commit() {
+  const std::uint64_t position = deliver_seq_;
+  if (Status s = write_cursor(position); !s.ok()) return s;
+  held_.clear();
+  std::unique_lock lk(mu);
+  ++d_->commits;
+  commit_seq_ = std::max(commit_seq_, position);
+  memory_bytes -= uncommitted_footprint;
+  uncommitted_footprint = 0;
+  if (senders_waiting > 0) sender_cv.notify_all();
+  // Segments read to the end and now wholly committed can go.
+  std::vector<std::uint64_t> done;
+  for (const auto& [number, seg] : d_->segments)
+    if (seg.unread == 0 && seg.max_end <= commit_seq_) done.push_back(number);
+  for (std::uint64_t number : done) {
+    d_->reader.forget(number);
+    release_segment(lk, number);
+  }
+  return Status();
 }
 
 Status Core::persist(std::vector<RawPage> memory_pages) {
@@ -420,6 +642,9 @@ Status Core::persist(std::vector<RawPage> memory_pages) {
     memory_pages.insert(memory_pages.begin(),
                         RawPage{read_first_seq_ + read_index_, read_left_, read_raw_.substr(read_pos_)});
   }
+  // Items handed out but not committed come back after the restart (manual_commit).
+  for (RawPage& p : held_) memory_pages.push_back(std::move(p));
+  held_.clear();
   // Sealed pages a failed write left behind get one more attempt.
   for (SealedPage& p : d.pending) memory_pages.push_back(RawPage{p.first_seq, p.count, std::move(p.raw)});
   d.pending.clear();
@@ -429,20 +654,9 @@ Status Core::persist(std::vector<RawPage> memory_pages) {
     keep(r.status());
   }
   keep(d.writer.close());
-  // The cursor: every item numbered below deliver_seq_ was handed out. Replaced atomically.
-  const auto tmp = d.dir / format::kCursorTempName;
-  const auto cur = d.dir / format::kCursorFileName;
-  if (auto f = d.fs->open(tmp, OpenMode::truncate); f.ok()) {
-    const std::string bytes = format::encode_cursor(deliver_seq_);
-    Status s = (*f)->append(bytes.data(), bytes.size());
-    if (s.ok()) s = (*f)->sync();
-    f->reset();
-    if (s.ok()) s = d.fs->rename(tmp, cur);
-    keep(s);
-  } else {
-    keep(f.status());
-  }
-  keep(d.fs->sync_directory(d.dir));
+  // Every item numbered below the cursor was handed out (and, with manual_commit,
+  // committed). Replaced atomically.
+  keep(write_cursor(opt_.manual_commit ? commit_seq_ : deliver_seq_));
   return first;
 }
 
@@ -463,6 +677,9 @@ Stats Core::stats() {
   s.pages_written = d.pages_written;
   s.bytes_uncompressed = d.bytes_uncompressed;
   s.bytes_compressed = d.bytes_compressed;
+  s.syncs = d.syncs;
+  s.commits = d.commits;
+  s.items_dropped = items_dropped;
   s.corrupt_pages = d.corrupt_pages;
   s.corrupt_items = d.corrupt_items.load(std::memory_order_relaxed);
   s.torn_bytes = d.torn_bytes;

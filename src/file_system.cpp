@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -174,6 +175,10 @@ class PosixFileSystem final : public FileSystem {
         return Status(Errc::locked, path.native() + " is held by another process or handle");
       return Status::IoError("flock", path.native(), errno);
     }
+    // The holder's pid, for operators (hopper inspect). Informational only: the flock is
+    // what excludes, so a failure to write it is not an error.
+    const std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd.get(), 0) == 0) (void)!::pwrite(fd.get(), pid.data(), pid.size(), 0);
     return std::unique_ptr<FileLock>(std::make_unique<PosixLock>(std::move(fd)));
   }
 };

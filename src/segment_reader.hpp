@@ -21,6 +21,8 @@ struct PageRef {
   std::uint64_t first_seq = 0;
   std::uint32_t count = 0;
   std::uint32_t skip = 0;        // leading items already delivered before a restart
+  bool discarded = false;        // dropped (drop_oldest) or never written (failed under
+                                 // SyncPolicy::always): the receiver skips its items
 };
 
 // Decompresses one page payload; checks that the frame yields exactly raw_len bytes.

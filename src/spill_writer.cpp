@@ -10,12 +10,13 @@ void SpillWriter::CCtxFree::operator()(ZSTD_CCtx_s* c) const noexcept { ZSTD_fre
 
 SpillWriter::SpillWriter(std::shared_ptr<FileSystem> fs, std::filesystem::path dir,
                          std::uint64_t segment_bytes, int compression_level,
-                         std::uint64_t next_segment)
+                         std::uint64_t next_segment, bool sync_directory_on_create)
     : fs_(std::move(fs)),
       dir_(std::move(dir)),
       segment_bytes_(segment_bytes),
       level_(compression_level),
       next_segment_(next_segment),
+      sync_directory_on_create_(sync_directory_on_create),
       cctx_(ZSTD_createCCtx()) {}
 
 SpillWriter::~SpillWriter() = default;
@@ -38,6 +39,11 @@ Status SpillWriter::close() {
   return s;
 }
 
+Status SpillWriter::sync() {
+  if (!file_) return Status();
+  return file_->sync();
+}
+
 Status SpillWriter::open_segment() {
   const std::uint64_t number = next_segment_;
   auto path = dir_ / format::segment_file_name(number);
@@ -46,6 +52,7 @@ Status SpillWriter::open_segment() {
   char header[format::kSegmentHeaderSize];
   format::encode_segment_header({format::kVersion, number}, header);
   Status s = (*f)->append(header, sizeof header);
+  if (s.ok() && sync_directory_on_create_) s = fs_->sync_directory(dir_);
   if (!s.ok()) {
     (void)fs_->remove(path);  // nothing of ours is in it yet
     return s;

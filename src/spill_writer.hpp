@@ -29,8 +29,10 @@ struct AppendedPage {
 // Not thread-safe: owned by whoever holds the queue's writer token (see Core).
 class SpillWriter {
  public:
+  // sync_directory_on_create: fsync the directory after creating a segment, so the new
+  // file's name is as durable as its bytes (SyncPolicy interval and always).
   SpillWriter(std::shared_ptr<FileSystem> fs, std::filesystem::path dir, std::uint64_t segment_bytes,
-              int compression_level, std::uint64_t next_segment);
+              int compression_level, std::uint64_t next_segment, bool sync_directory_on_create);
   ~SpillWriter();
   SpillWriter(const SpillWriter&) = delete;
   SpillWriter& operator=(const SpillWriter&) = delete;
@@ -47,6 +49,8 @@ class SpillWriter {
   void abandon();
   // fdatasyncs and closes the active segment (shutdown).
   Status close();
+  // fdatasyncs the active segment (pages in earlier segments were synced when closed).
+  Status sync();
 
   // Upper bound of the bytes append() adds for `raw_bytes` of payload, segment header included.
   static std::uint64_t bound(std::uint64_t raw_bytes);
@@ -59,6 +63,7 @@ class SpillWriter {
   std::uint64_t segment_bytes_;
   int level_;
   std::uint64_t next_segment_;
+  bool sync_directory_on_create_;
   std::unique_ptr<File> file_;
   std::uint64_t file_number_ = 0;
   std::uint64_t file_size_ = 0;

@@ -46,19 +46,26 @@ class Sender {
   }
   ~Sender() { close(); }
 
-  // Sends under Options::when_full: block waits for room, fail returns Errc::full.
+  // Sends under Options::when_full: block waits for room, fail returns Errc::full,
+  // drop_oldest discards the oldest data to make room. Under SyncPolicy::always it returns
+  // ok only once the item is fdatasync'ed.
   // On a non-ok Status `item` is untouched. Thread-safe.
-  Status send(T&& item) { return q_ ? q_->send(item, detail::Wait::always(), fail_) : closed(); }
+  Status send(T&& item) { return q_ ? q_->send(item, detail::Wait::always(), policy_) : closed(); }
   Status send(const T& item) {
     T copy(item);
     return send(std::move(copy));
   }
-  // Never waits for room: Errc::full when there is none. It may do spill work itself
-  // (compress and append a page). Thread-safe.
-  Status try_send(T&& item) { return q_ ? q_->send(item, detail::Wait::none(), true) : closed(); }
-  // Waits at most `timeout` for room, whatever Options::when_full says: Errc::timeout.
+  // Never waits for room: Errc::full when there is none (FullPolicy::drop_oldest still
+  // drops). It may do spill work itself (compress and append a page), and under
+  // SyncPolicy::always it waits for its item's fdatasync. Thread-safe.
+  Status try_send(T&& item) {
+    return q_ ? q_->send(item, detail::Wait::none(), drop_ ? FullPolicy::drop_oldest : FullPolicy::fail) : closed();
+  }
+  // Waits at most `timeout` for room, unless Options::when_full is drop_oldest:
+  // Errc::timeout.
   Status send_for(T&& item, std::chrono::milliseconds timeout) {
-    return q_ ? q_->send(item, detail::Wait::for_(timeout), false) : closed();
+    return q_ ? q_->send(item, detail::Wait::for_(timeout), drop_ ? FullPolicy::drop_oldest : FullPolicy::block)
+              : closed();
   }
   // Everything sent so far is readable, and every spilled item is written to its segment
   // file (handed to the OS; not fsync'ed). Returns the spill path's I/O error, if any.
@@ -74,11 +81,15 @@ class Sender {
 
  private:
   friend Result<Channel<T>> channel<T>(const Options&);
-  Sender(std::shared_ptr<detail::Queue<T>> q, bool fail) : q_(std::move(q)), fail_(fail) { q_->add_sender(); }
+  Sender(std::shared_ptr<detail::Queue<T>> q, FullPolicy policy)
+      : q_(std::move(q)), policy_(policy), drop_(policy == FullPolicy::drop_oldest) {
+    q_->add_sender();
+  }
   static Status closed() { return Status(Errc::closed, "this sender is closed"); }
 
   std::shared_ptr<detail::Queue<T>> q_;
-  bool fail_ = false;
+  FullPolicy policy_ = FullPolicy::block;
+  bool drop_ = false;
 };
 
 // The one consumer. Move-only. Not thread-safe: use it from one thread at a time, except
@@ -108,6 +119,12 @@ class Receiver {
   }
   // Never waits for an item: Errc::empty. It may read a page from disk.
   Status try_recv(T& out) { return q_ ? q_->recv(out, detail::Wait::none()) : closed(); }
+  // Everything received so far is done: the delivery position is persisted (atomically,
+  // checksummed, fdatasync'ed), and segments wholly before it are deleted. With
+  // Options::manual_commit this is the only way the position advances; without it, it
+  // narrows what a crash may redeliver. io_error if the position could not be persisted
+  // (it then stays where it was).
+  Status commit() { return q_ ? q_->commit() : closed(); }
   // Occupancy and totals. Thread-safe.
   Stats stats() const { return q_ ? q_->stats() : Stats{}; }
   // The receiver goes away: senders get Errc::closed; what is queued stays, and is written
@@ -176,7 +193,7 @@ Result<Channel<T>> channel(const Options& options) {
   auto core = detail::Core::open(options);
   if (!core.ok()) return core.status();
   auto q = std::make_shared<detail::Queue<T>>(std::move(*core));
-  return Channel<T>{Sender<T>(q, options.when_full == FullPolicy::fail), Receiver<T>(q)};
+  return Channel<T>{Sender<T>(q, options.when_full), Receiver<T>(q)};
 }
 
 }  // namespace hopper

@@ -1,6 +1,7 @@
 // Options: how one queue directory is budgeted and laid out.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -15,6 +16,17 @@ class FileSystem;
 enum class FullPolicy {
   block,  // wait for room (send) or until the deadline (send_for)
   fail,   // return Errc::full at once; the caller still owns the item
+  drop_oldest,  // discard the oldest whole segment (or, when not spilling, the oldest
+                // items in memory) to make room; every dropped item is counted in Stats
+};
+
+// When spilled data is forced to stable storage (see docs/durability.md).
+enum class SyncPolicy {
+  none,      // pages reach the OS when written; segments are fdatasync'ed when closed and at
+             // shutdown. Survives a process crash (what was written), not a power loss.
+  interval,  // as none, plus an fdatasync at most every sync_interval, after a page write
+  always,    // send returns ok only once the item is on stable storage; items go to disk as
+             // they are accepted and concurrent senders share each fdatasync (group commit)
 };
 
 struct Options {
@@ -25,6 +37,14 @@ struct Options {
   std::uint32_t page_bytes = 64 << 10;          // items compressed together in one frame
   int compression_level = 1;                    // zstd level
   FullPolicy when_full = FullPolicy::block;
+  SyncPolicy sync = SyncPolicy::none;
+  std::chrono::milliseconds sync_interval{1000};  // for SyncPolicy::interval
+
+  // false: the receiver commits implicitly as it goes (a crash may redeliver what was read
+  // from segment files not yet deleted). true: the delivery position is persisted only by
+  // Receiver::commit(); after any restart the receiver resumes right after the last
+  // committed item, and items received but not committed come back.
+  bool manual_commit = false;
 
   // The file system seam. Null means the real POSIX file system; tests pass one that
   // injects faults. Shared so that several queues (and a test) may hold the same one.

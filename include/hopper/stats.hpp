@@ -21,6 +21,9 @@ struct Stats {
   std::uint64_t pages_written = 0;    // pages appended to segment files
   std::uint64_t bytes_uncompressed = 0;  // page payload bytes before compression
   std::uint64_t bytes_compressed = 0;    // the same pages' bytes as written (headers included)
+  std::uint64_t syncs = 0;             // fdatasync calls on segment files
+  std::uint64_t commits = 0;           // delivery positions persisted (commit() and shutdown)
+  std::uint64_t items_dropped = 0;     // discarded by FullPolicy::drop_oldest
 
   // Damage found, at open or while reading. Damaged data is skipped, never returned.
   std::uint64_t corrupt_pages = 0;  // pages whose checksum or frame failed, skipped

@@ -65,6 +65,8 @@ class Core {
 
   // ---- [mu] spill path ----
   bool spill_enabled() const noexcept { return opt_.max_disk_bytes > 0; }
+  // SyncPolicy::always: every item goes to disk and its sender waits until it is synced.
+  bool sync_always() const noexcept { return opt_.sync == SyncPolicy::always; }
   // Memory mode resumes only at or below this many bytes (hysteresis).
   std::uint64_t low_water() const noexcept { return opt_.max_memory_bytes / 2; }
   // The open page's bytes: call begin_item(), append an item's encoding, then end_item().
@@ -82,7 +84,16 @@ class Core {
   // Waits until every sealed page is written (writing them itself when it can); the first
   // write error, if any, is returned. Used by flush and shutdown.
   Status write_all(std::unique_lock<std::mutex>& lk);
-  const Status& spill_error() const noexcept { return spill_error_; }
+  const Status& spill_error() const noexcept { return sync_error_.ok() ? spill_error_ : sync_error_; }
+  // SyncPolicy::always: where the item numbered `seq` stands.
+  enum class Durability { waiting, durable, failed };
+  Durability durability(std::uint64_t seq, Status& why) const;
+  bool writer_busy() const noexcept;
+  // FullPolicy::drop_oldest with spilling: discards the oldest segment (its unread pages
+  // are skipped by the receiver and counted). False when nothing can be dropped now.
+  bool drop_oldest_segment(std::unique_lock<std::mutex>& lk);
+  std::uint64_t items_dropped = 0;   // [mu]
+  std::uint64_t skipped_in_memory = 0;  // [mu] memory items dropped ahead of the receiver
   // Sealed pages wait and no one is writing them: a sender about to wait for room writes
   // them instead (room on disk may only be missing because nobody wrote).
   bool writer_idle_with_work() const noexcept;
@@ -95,9 +106,21 @@ class Core {
   // io_error leaves the page due, to be retried; damaged pages are skipped and counted.
   Status next_disk_item(std::string_view& out, bool& got);
   bool disk_item_pending() const noexcept { return page_due_ || read_left_ > 0; }
+  // [receiver] Persists the delivery position; see Receiver::commit.
+  Status commit();
+  // [receiver, mu] manual_commit: a memory item handed out stays charged against the
+  // budget, and is kept encoded (for a clean shutdown) until commit().
+  bool holds_uncommitted() const noexcept { return opt_.manual_commit; }
+  std::uint64_t uncommitted_footprint = 0;  // [mu]
+  // [receiver] The encoding of the memory item just handed out goes after begin_held().
+  std::string& held() noexcept { return held_.back().raw; }
+  void begin_held();
+  void end_held();
   // [receiver] One more item handed out from memory / one item failed to deserialize.
   void delivered_memory_item() noexcept;
   void delivered_disk_item() noexcept;
+  // [receiver, mu] drop_oldest discarded `n` memory items at the front of the deque.
+  void skip_dropped_memory_items(std::uint64_t n) noexcept;
   void corrupt_item() noexcept;
   std::uint64_t items_received() const noexcept { return received_.load(std::memory_order_relaxed); }
 
@@ -121,6 +144,13 @@ class Core {
   void finish_page();
   Status load_page();
 
+  Status write_cursor(std::uint64_t position);
+  // [mu] Removes a segment that is read to the end and committed (retiring it first if
+  // the writer was appending to it and is idle).
+  void release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number);
+  std::uint64_t commit_position() const noexcept;
+  bool may_read_from_ram() const noexcept;
+
   Options opt_;
   std::unique_ptr<DiskState> d_;  // [mu] unless noted there
 
@@ -128,7 +158,10 @@ class Core {
   std::string page_;
   std::uint32_t page_items_ = 0;
   std::uint64_t page_first_seq_ = 0;
-  Status spill_error_;
+  Status spill_error_;             // the last page write failed; retried later
+  Status sync_error_;              // an fdatasync failed: sticky, nothing is durable after it
+  std::uint64_t durable_seq_ = 0;  // SyncPolicy::always: items numbered below it are synced
+  std::uint64_t commit_seq_ = 0;   // items numbered below it are committed
 
   // [receiver] the page being read
   bool page_due_ = false;       // a Disk marker was popped; its page is not loaded yet
@@ -140,6 +173,8 @@ class Core {
   std::uint32_t read_count_ = 0;
   bool read_from_file_ = false;
   std::uint64_t read_segment_ = 0;
+  std::vector<RawPage> held_;      // manual_commit: memory items handed out, not committed
+  std::size_t held_mark_ = 0;
   std::uint64_t deliver_seq_ = 0;  // high-water mark: every item numbered below it was handed out (or lost to damage)
   // Written only by the receiver; read by stats() for reporting. No ordering is derived
   // from it, so relaxed accesses suffice.

@@ -67,8 +67,10 @@ class Queue {
     }
   }
 
-  // On any non-ok result `item` is untouched. `fail_when_full` applies FullPolicy::fail.
-  Status send(T& item, Wait wait, bool fail_when_full) {
+  // On any non-ok result `item` is untouched. `policy` is what to do when both budgets
+  // are full and `wait` allows no (more) waiting: fail (Errc::full), block (wait), or
+  // drop_oldest (discard the oldest data, then retry).
+  Status send(T& item, Wait wait, FullPolicy policy) {
     Core& c = *core_;
     const Options& o = c.options();
     const std::uint64_t fp = footprint(item);
@@ -76,7 +78,9 @@ class Queue {
     std::unique_lock lk(c.mu);
     for (;;) {
       if (!c.receiver_alive) return Status(Errc::closed, "the receiver is gone");
-      const bool fits_memory = c.memory_bytes + fp <= o.max_memory_bytes;
+      // With SyncPolicy::always an item is acknowledged only from disk: memory is not used.
+      const bool fits_memory = !c.sync_always() && c.memory_bytes + fp <= o.max_memory_bytes;
+      if (c.sync_always()) c.disk_mode = true;
       if (!c.disk_mode) {
         if (fits_memory) return push_memory(item, fp);
         if (c.spill_enabled()) {
@@ -107,6 +111,7 @@ class Queue {
               seal_and_push();
               c.write_sealed(lk);
             }
+            if (c.sync_always()) return await_durable(lk, c.next_seq - 1);
             return Status();
           case SpillVerdict::need_seal:
             seal_and_push();
@@ -128,7 +133,8 @@ class Queue {
         }
       }
       // No room in memory or on disk.
-      if (wait.kind == Wait::never || (wait.kind == Wait::forever && fail_when_full))
+      if (policy == FullPolicy::drop_oldest && drop_oldest(lk, fp)) continue;
+      if (wait.kind == Wait::never || (wait.kind == Wait::forever && policy == FullPolicy::fail))
         return Status(Errc::full, "memory and disk budgets are full");
       if (timed_out) return Status(Errc::timeout, "no room before the deadline");
       ++c.senders_waiting;
@@ -158,13 +164,26 @@ class Queue {
         continue;
       }
       std::unique_lock lk(c.mu);
+      if (c.skipped_in_memory > 0) {
+        c.skip_dropped_memory_items(c.skipped_in_memory);
+        c.skipped_in_memory = 0;
+      }
       if (!deque_.empty()) {
         if (auto* m = std::get_if<Memory<T>>(&deque_.front())) {
+          if (c.holds_uncommitted()) {
+            // Until commit() the item still counts against the budget, and a copy of its
+            // encoding is kept so that a clean shutdown can give it back.
+            c.uncommitted_footprint += m->footprint;
+            c.begin_held();
+            encode(m->item, c.held());
+            c.end_held();
+          } else {
+            c.memory_bytes -= m->footprint;
+            if (c.senders_waiting > 0) c.sender_cv.notify_all();
+          }
           out = std::move(m->item);
-          c.memory_bytes -= m->footprint;
           --c.memory_items;
           deque_.pop_front();
-          if (c.senders_waiting > 0) c.sender_cv.notify_all();
           lk.unlock();
           c.delivered_memory_item();
           return Status();
@@ -191,6 +210,8 @@ class Queue {
       c.receiver_waiting = false;
     }
   }
+
+  Status commit() { return core_->commit(); }
 
   Status flush() {
     std::unique_lock lk(core_->mu);
@@ -230,6 +251,48 @@ class Queue {
     seal_and_push();  // the open page's items precede this one
     core_->disk_mode = false;
     return push_memory(item, fp);
+  }
+
+  // SyncPolicy::always: waits until the item numbered `seq` is synced, leading a group
+  // commit itself whenever no one else is writing.
+  Status await_durable(std::unique_lock<std::mutex>& lk, std::uint64_t seq) {
+    Core& c = *core_;
+    for (;;) {
+      Status why;
+      switch (c.durability(seq, why)) {
+        case Core::Durability::durable: return Status();
+        case Core::Durability::failed: return why;
+        case Core::Durability::waiting: break;
+      }
+      if (!c.writer_busy()) {
+        seal_and_push();
+        c.write_sealed(lk);
+        continue;
+      }
+      ++c.senders_waiting;
+      c.sender_cv.wait(lk);
+      --c.senders_waiting;
+    }
+  }
+
+  // FullPolicy::drop_oldest: makes room for an item of footprint `fp` by discarding the
+  // oldest segment, or (not spilling) the oldest memory items at the front. False when
+  // nothing could be dropped now.
+  bool drop_oldest(std::unique_lock<std::mutex>& lk, std::uint64_t fp) {
+    Core& c = *core_;
+    if (c.spill_enabled()) return c.drop_oldest_segment(lk);
+    bool dropped = false;
+    while (!deque_.empty() && c.memory_bytes + fp > c.options().max_memory_bytes) {
+      auto* m = std::get_if<Memory<T>>(&deque_.front());
+      if (m == nullptr) break;  // a recovered page is next: it is not ours to drop here
+      c.memory_bytes -= m->footprint;
+      --c.memory_items;
+      deque_.pop_front();
+      ++c.items_dropped;
+      ++c.skipped_in_memory;
+      dropped = true;
+    }
+    return dropped;
   }
 
   void seal_and_push() {
