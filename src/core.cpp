@@ -23,6 +23,8 @@ namespace {
 constexpr std::size_t kMaxPending = 4;
 // Failed ranges remembered for senders waiting on SyncPolicy::always (oldest forgotten).
 constexpr std::size_t kMaxFailedRanges = 64;
+// Lines of damage kept for damage_report(); the counters in Stats keep counting past it.
+constexpr std::size_t kMaxDamageLines = 1000;
 }  // namespace
 
 struct SealedPage {
@@ -82,6 +84,7 @@ struct DiskState {
   std::uint64_t syncs = 0;
   std::uint64_t commits = 0;
   std::vector<std::uint64_t> recovered_counts;
+  std::vector<std::string> damage;  // one line per damage found, naming the file
 
   // Items that left the disk side (handed out, skipped as damaged, dropped), and items that
   // failed validation. Written by the receiver (and drop_oldest under mu), read by stats()
@@ -162,6 +165,7 @@ Result<std::unique_ptr<Core>> Core::open(const Options& options) {
     seg.max_end = std::max(seg.max_end, p.first_seq + p.count);
   }
   d.recovered = d.disk_in = rec->items;
+  d.damage = std::move(rec->problems);
   d.corrupt_pages = rec->corrupt_pages;
   d.torn_bytes = rec->torn_bytes;
   core->next_seq = rec->next_seq;
@@ -463,6 +467,7 @@ Status Core::load_page() {
         d.corrupt_items.fetch_add(lost, std::memory_order_relaxed);
         lk.lock();
         ++d.corrupt_pages;
+        if (d.damage.size() < kMaxDamageLines) d.damage.push_back(s.message() + "; " + std::to_string(lost) + " items skipped");
         lk.unlock();
         deliver_seq_ = std::max(deliver_seq_, ref.first_seq + ref.count);
         read_left_ = 0;
@@ -658,6 +663,11 @@ Status Core::persist(std::vector<RawPage> memory_pages) {
   // committed). Replaced atomically.
   keep(write_cursor(opt_.manual_commit ? commit_seq_ : deliver_seq_));
   return first;
+}
+
+std::vector<std::string> Core::damage_report() {
+  std::lock_guard lk(mu);
+  return d_->damage;
 }
 
 Stats Core::stats() {

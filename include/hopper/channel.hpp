@@ -5,6 +5,7 @@
 #include <iterator>
 #include <memory>
 #include <utility>
+#include <vector>
 
 #include <hopper/detail/queue.hpp>
 #include <hopper/options.hpp>
@@ -127,6 +128,9 @@ class Receiver {
   Status commit() { return q_ ? q_->commit() : closed(); }
   // Occupancy and totals. Thread-safe.
   Stats stats() const { return q_ ? q_->stats() : Stats{}; }
+  // One line per damage found since open — by recovery (damaged pages skipped, torn tails
+  // cut, a damaged cursor) or while reading — naming the file and offset. Thread-safe.
+  std::vector<std::string> damage_report() const { return q_ ? q_->damage_report() : std::vector<std::string>{}; }
   // The receiver goes away: senders get Errc::closed; what is queued stays, and is written
   // to disk when the last sender is gone too.
   void close() {

@@ -37,9 +37,12 @@ struct HeapBytes {
 template <class C, class Tr, class A>
 struct HeapBytes<std::basic_string<C, Tr, A>> {
   static std::uint64_t of(const std::basic_string<C, Tr, A>& s) noexcept {
-    // Short strings live inside the object; only a heap buffer costs extra.
-    constexpr std::size_t inline_capacity = std::basic_string<C, Tr, A>().capacity();
-    return s.capacity() > inline_capacity ? (s.capacity() + 1) * sizeof(C) : 0;
+    // Short strings live inside the object (its buffer lies within it); only a heap
+    // buffer costs extra.
+    const auto* data = reinterpret_cast<const unsigned char*>(s.data());
+    const auto* self = reinterpret_cast<const unsigned char*>(&s);
+    const bool inline_buffer = data >= self && data < self + sizeof(s);
+    return inline_buffer ? 0 : (s.capacity() + 1) * sizeof(C);
   }
 };
 template <class U, class A>

@@ -138,6 +138,7 @@ class Core {
   Status persist(std::vector<RawPage> memory_pages);
 
   Stats stats();  // takes `mu`
+  std::vector<std::string> damage_report();  // takes `mu`
 
  private:
   explicit Core(Options options);

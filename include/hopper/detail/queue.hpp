@@ -234,6 +234,7 @@ class Queue {
   }
 
   Stats stats() const { return core_->stats(); }
+  std::vector<std::string> damage_report() const { return core_->damage_report(); }
 
  private:
   Status push_memory(T& item, std::uint64_t fp) {
