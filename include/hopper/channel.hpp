@@ -118,8 +118,22 @@ class Receiver {
   Status recv_for(T& out, std::chrono::milliseconds timeout) {
     return q_ ? q_->recv(out, detail::Wait::for_(timeout)) : closed();
   }
-  // Never waits for an item: Errc::empty. It may read a page from disk.
+  // Never waits for an item: Errc::empty. It may read (or, under SyncPolicy::always or
+  // manual_commit, write) a page.
   Status try_recv(T& out) { return q_ ? q_->recv(out, detail::Wait::none()) : closed(); }
+  // Bulk receive: appends up to `max` items to `out`, in order. Waits for the first as recv
+  // does, then takes what is already there without waiting (many memory items per lock
+  // acquisition). ok means at least one item was appended.
+  Status recv_many(std::vector<T>& out, std::size_t max) {
+    return q_ ? q_->recv_many(out, max, detail::Wait::always()) : closed();
+  }
+  Status recv_many_for(std::vector<T>& out, std::size_t max, std::chrono::milliseconds timeout) {
+    return q_ ? q_->recv_many(out, max, detail::Wait::for_(timeout)) : closed();
+  }
+  // Never waits: Errc::empty when nothing is there.
+  Status try_recv_many(std::vector<T>& out, std::size_t max) {
+    return q_ ? q_->recv_many(out, max, detail::Wait::none()) : closed();
+  }
   // Everything received so far is done: the delivery position is persisted (atomically,
   // checksummed, fdatasync'ed), and segments wholly before it are deleted. With
   // Options::manual_commit this is the only way the position advances; without it, it

@@ -170,20 +170,9 @@ class Queue {
       }
       if (!deque_.empty()) {
         if (auto* m = std::get_if<Memory<T>>(&deque_.front())) {
-          if (c.holds_uncommitted()) {
-            // Until commit() the item still counts against the budget, and a copy of its
-            // encoding is kept so that a clean shutdown can give it back.
-            c.uncommitted_footprint += m->footprint;
-            c.begin_held();
-            encode(m->item, c.held());
-            c.end_held();
-          } else {
-            c.memory_bytes -= m->footprint;
-            if (c.senders_waiting > 0) c.sender_cv.notify_all();
-          }
-          out = std::move(m->item);
-          --c.memory_items;
+          take_memory_item(*m, out);
           deque_.pop_front();
+          if (!c.holds_uncommitted() && c.senders_waiting > 0) c.sender_cv.notify_all();
           lk.unlock();
           c.delivered_memory_item();
           return Status();
@@ -209,6 +198,59 @@ class Queue {
       }
       c.receiver_waiting = false;
     }
+  }
+
+  // Appends up to `max` items to `out`, in order: waits for the first as recv does, then
+  // takes whatever follows without waiting — consecutive memory items under one lock
+  // acquisition, disk items from the page being read without any.
+  Status recv_many(std::vector<T>& out, std::size_t max, Wait wait) {
+    if (max == 0) return Status();
+    Core& c = *core_;
+    const std::size_t start = out.size();
+    out.emplace_back();
+    if (Status s = recv(out.back(), wait); !s.ok()) {
+      out.pop_back();
+      return s;
+    }
+    while (out.size() - start < max) {
+      if (c.disk_item_pending()) {
+        std::string_view bytes;
+        bool got = false;
+        if (Status s = c.next_disk_item(bytes, got); !s.ok()) break;  // the items so far stand
+        if (!got) continue;
+        out.emplace_back();
+        if (decode(bytes, out.back())) {
+          c.delivered_disk_item();
+        } else {
+          out.pop_back();
+          c.corrupt_item();
+        }
+        continue;
+      }
+      std::unique_lock lk(c.mu);
+      if (c.skipped_in_memory > 0) {
+        c.skip_dropped_memory_items(c.skipped_in_memory);
+        c.skipped_in_memory = 0;
+      }
+      bool took = false;
+      while (!deque_.empty() && out.size() - start < max) {
+        auto* m = std::get_if<Memory<T>>(&deque_.front());
+        if (m == nullptr) {
+          deque_.pop_front();
+          --c.markers;
+          c.page_due();
+          took = true;
+          break;
+        }
+        take_memory_item(*m, out.emplace_back());
+        deque_.pop_front();
+        c.delivered_memory_item();
+        took = true;
+      }
+      if (!c.holds_uncommitted() && c.senders_waiting > 0) c.sender_cv.notify_all();
+      if (!took) break;
+    }
+    return Status();
   }
 
   Status commit() { return core_->commit(); }
@@ -237,6 +279,23 @@ class Queue {
   std::vector<std::string> damage_report() const { return core_->damage_report(); }
 
  private:
+  // [mu] Hands out the front memory item. With manual_commit it stays charged against the
+  // budget until commit(), and a copy of its encoding is kept so that a clean shutdown can
+  // give it back.
+  void take_memory_item(Memory<T>& m, T& out) {
+    Core& c = *core_;
+    if (c.holds_uncommitted()) {
+      c.uncommitted_footprint += m.footprint;
+      c.begin_held();
+      encode(m.item, c.held());
+      c.end_held();
+    } else {
+      c.memory_bytes -= m.footprint;
+    }
+    --c.memory_items;
+    out = std::move(m.item);
+  }
+
   Status push_memory(T& item, std::uint64_t fp) {
     Core& c = *core_;
     deque_.push_back(Memory<T>{std::move(item), fp});
