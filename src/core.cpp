@@ -346,9 +346,23 @@ void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
       sync_error_ = s;
     }
   }
+  // The receiver may have finished the active segment while we held the token (during a
+  // rotation, say) and could not retire it then; nobody else would.
+  retire_active_if_read(lk);
   d.writing = false;
   if (senders_waiting > 0) sender_cv.notify_all();
   if (receiver_waiting) receiver_cv.notify_one();
+}
+
+void Core::retire_active_if_read(std::unique_lock<std::mutex>& lk) {
+  DiskState& d = *d_;
+  auto active = d.writer.active();
+  if (!active) return;
+  auto it = d.segments.find(*active);
+  if (it == d.segments.end() || it->second.unread > 0 || it->second.max_end > commit_position()) return;
+  d.writer.abandon();
+  it->second.active = false;
+  remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, *active);
 }
 
 Status Core::write_all(std::unique_lock<std::mutex>& lk) {

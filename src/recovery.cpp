@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "format.hpp"
 
@@ -103,7 +104,6 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir) {
     if (name == format::kCursorTempName) (void)fs.remove(dir / name);  // an interrupted replace
   }
   std::sort(numbers.begin(), numbers.end());
-  if (!numbers.empty()) rec.next_segment = numbers.back() + 1;
 
   {
     const auto path = dir / format::kCursorFileName;
@@ -173,6 +173,11 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir) {
 
   for (const auto& s : found) {
     if (s.pages > 0) {
+      // New segments are numbered after every kept one (removed ones may be reused).
+      if (s.number == std::numeric_limits<std::uint64_t>::max())
+        return Status(Errc::corrupt, (dir / format::segment_file_name(s.number)).native() +
+                                         ": segment numbers are exhausted; drain the queue into a new directory");
+      rec.next_segment = std::max(rec.next_segment, s.number + 1);
       rec.segments.push_back(s);
     } else {
       // Fully delivered, empty, or nothing valid left in it.

@@ -26,7 +26,7 @@ Result<Channel<T>> channel(const Options& options);
 template <class T>
 class Sender {
  public:
-  Sender(const Sender& o) : q_(o.q_) {
+  Sender(const Sender& o) : q_(o.q_), policy_(o.policy_), drop_(o.drop_) {
     if (q_) q_->add_sender();
   }
   Sender(Sender&& o) noexcept = default;
@@ -34,6 +34,8 @@ class Sender {
     if (this != &o) {
       close();
       q_ = o.q_;
+      policy_ = o.policy_;
+      drop_ = o.drop_;
       if (q_) q_->add_sender();
     }
     return *this;
@@ -42,6 +44,8 @@ class Sender {
     if (this != &o) {
       close();
       q_ = std::move(o.q_);
+      policy_ = o.policy_;
+      drop_ = o.drop_;
     }
     return *this;
   }

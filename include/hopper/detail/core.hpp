@@ -150,6 +150,8 @@ class Core {
   // the writer was appending to it and is idle).
   void release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number);
   std::uint64_t commit_position() const noexcept;
+  // [mu, writer token held] Retires and removes the active segment if it is read to the end.
+  void retire_active_if_read(std::unique_lock<std::mutex>& lk);
   bool may_read_from_ram() const noexcept;
 
   Options opt_;
