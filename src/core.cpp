@@ -6,6 +6,7 @@
 #include <chrono>
 #include <deque>
 #include <map>
+#include <optional>
 
 #include <hopper/file_system.hpp>
 
@@ -63,6 +64,8 @@ struct DiskState {
   std::deque<SealedPage> pending;
   std::uint64_t pending_bound = 0;  // pending pages and the one in flight
   bool writing = false;             // the writer token: its holder owns `writer`
+  bool dropping = false;            // a drop_oldest removal is under way
+  std::optional<std::uint64_t> active_segment;  // the segment the writer last appended to
 
   // [mu] Segment files present and their bytes.
   std::map<std::uint64_t, SegmentState> segments;
@@ -81,6 +84,7 @@ struct DiskState {
   std::uint64_t bytes_compressed = 0;
   std::uint64_t corrupt_pages = 0;
   std::uint64_t torn_bytes = 0;
+  std::uint64_t missing = 0;
   std::uint64_t syncs = 0;
   std::uint64_t commits = 0;
   std::vector<std::uint64_t> recovered_counts;
@@ -168,6 +172,7 @@ Result<std::unique_ptr<Core>> Core::open(const Options& options) {
   d.damage = std::move(rec->problems);
   d.corrupt_pages = rec->corrupt_pages;
   d.torn_bytes = rec->torn_bytes;
+  d.missing = rec->missing;
   core->next_seq = rec->next_seq;
   core->durable_seq_ = rec->next_seq;
   core->deliver_seq_ = rec->cursor;
@@ -298,10 +303,11 @@ void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
     // it in `unread` the moment it is no longer in flight, or it would take the next
     // pending page out of order.
     d.pending_bound -= p.bound;
+    spill_error_ = Status();  // the disk takes pages again
     const AppendedPage& a = *r;
     SegmentState& seg = d.segments[a.segment];
+    seg.active = true;
     if (a.opened_segment) {
-      seg.active = true;
       seg.bytes += a.segment_header_bytes;
       d.disk_bytes += a.segment_header_bytes;
     }
@@ -317,13 +323,18 @@ void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
     written_end = p.first_seq + p.count;
     if (receiver_waiting) receiver_cv.notify_one();
     if (!sync_always() && senders_waiting > 0) sender_cv.notify_all();
-    if (a.closed_segment) {
-      ++d.syncs;  // rotation synced the closed segment
-      auto it = d.segments.find(*a.closed_segment);
-      if (it != d.segments.end()) {
-        it->second.active = false;
-        if (it->second.unread == 0 && it->second.max_end <= commit_position())
-          remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, *a.closed_segment);
+    if (a.closed_segment) ++d.syncs;  // rotation synced the closed segment
+    // The page's segment is the active one now; any other that was is closed (by this
+    // rotation, or by one whose notice was lost to a failed append) and may go if read.
+    if (d.active_segment != a.segment) {
+      const std::optional<std::uint64_t> previous = d.active_segment;
+      d.active_segment = a.segment;
+      if (previous) {
+        auto it = d.segments.find(*previous);
+        if (it != d.segments.end()) {
+          it->second.active = false;
+          release_segment(lk, *previous);
+        }
       }
     }
   }
@@ -356,13 +367,20 @@ void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
 
 void Core::retire_active_if_read(std::unique_lock<std::mutex>& lk) {
   DiskState& d = *d_;
-  auto active = d.writer.active();
-  if (!active) return;
-  auto it = d.segments.find(*active);
+  if (!d.active_segment) return;
+  const std::uint64_t number = *d.active_segment;
+  auto it = d.segments.find(number);
   if (it == d.segments.end() || it->second.unread > 0 || it->second.max_end > commit_position()) return;
-  d.writer.abandon();
-  it->second.active = false;
-  remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, *active);
+  retire_segment(number);
+  remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
+}
+
+void Core::retire_segment(std::uint64_t number) {
+  DiskState& d = *d_;
+  if (d.writer.active() == number) d.writer.abandon();
+  if (d.active_segment == number) d.active_segment.reset();
+  auto it = d.segments.find(number);
+  if (it != d.segments.end()) it->second.active = false;
 }
 
 Status Core::write_all(std::unique_lock<std::mutex>& lk) {
@@ -402,14 +420,16 @@ std::uint64_t Core::commit_position() const noexcept {
 
 bool Core::drop_oldest_segment(std::unique_lock<std::mutex>& lk) {
   DiskState& d = *d_;
-  if (d.segments.empty()) return false;
+  // One drop at a time: a second sender finding the disk full while a drop is under way
+  // waits for it (remove_segment wakes it) rather than discarding another segment too.
+  if (d.segments.empty() || d.dropping) return false;
   const std::uint64_t number = d.segments.begin()->first;
   SegmentState& seg = d.segments.begin()->second;
-  if (seg.active) {
+  const bool take_token = seg.active;
+  if (take_token) {
     if (d.writing) return false;  // the writer is appending to it; try again after
     d.writing = true;
-    d.writer.abandon();
-    seg.active = false;
+    retire_segment(number);
   }
   // Its unread pages will be skipped by the receiver; the page it may be reading now was
   // taken out of `unread` already and is delivered (or, if the read fails because the file
@@ -423,8 +443,10 @@ bool Core::drop_oldest_segment(std::unique_lock<std::mutex>& lk) {
   }
   items_dropped += dropped;
   d.disk_out.fetch_add(dropped, std::memory_order_relaxed);
+  d.dropping = true;
   remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
-  d.writing = false;
+  d.dropping = false;
+  if (take_token) d.writing = false;  // only ever give back a token we took
   return true;
 }
 
@@ -561,13 +583,23 @@ void Core::finish_page() {
   if (it == d.segments.end() || --it->second.unread > 0) return;
   if (it->second.max_end > commit_position()) return;  // commit() releases it
   d.reader.forget(read_segment_);
+  const std::size_t before = d.segments.size();
   release_segment(lk, read_segment_);
+  if (d.segments.size() < before && !opt_.manual_commit) {
+    // Record how far delivery got, so that after a crash the deleted segment's items are
+    // known delivered rather than missing. Advisory: not synced, and a failure only means
+    // a later restart reports a gap that is not a loss.
+    lk.unlock();
+    (void)write_cursor(deliver_seq_, false);
+  }
 }
 
 void Core::release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number) {
   DiskState& d = *d_;
   auto it = d.segments.find(number);
-  if (it == d.segments.end()) return;
+  // Checked here, not by the caller: a caller releasing several segments drops the lock
+  // for each unlink, and meanwhile the writer may append to one of the others.
+  if (it == d.segments.end() || it->second.unread > 0 || it->second.max_end > commit_position()) return;
   if (!it->second.active) {
     remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
     return;
@@ -576,8 +608,7 @@ void Core::release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t numbe
   // using it, so its space comes back; the next page starts a new segment.
   if (d.writing) return;  // the writer is appending to it: it will be read, and retired then
   d.writing = true;
-  d.writer.abandon();
-  it->second.active = false;
+  retire_segment(number);
   remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
   d.writing = false;
   if (senders_waiting > 0) sender_cv.notify_all();
@@ -614,7 +645,7 @@ void Core::end_held() {
 // ---------------------------------------------------------------------------------------
 // Commit and shutdown.
 
-Status Core::write_cursor(std::uint64_t position) {
+Status Core::write_cursor(std::uint64_t position, bool durable) {
   DiskState& d = *d_;
   const auto tmp = d.dir / format::kCursorTempName;
   const auto cur = d.dir / format::kCursorFileName;
@@ -622,16 +653,16 @@ Status Core::write_cursor(std::uint64_t position) {
   if (!f.ok()) return f.status();
   const std::string bytes = format::encode_cursor(position);
   Status s = (*f)->append(bytes.data(), bytes.size());
-  if (s.ok()) s = (*f)->sync();
+  if (s.ok() && durable) s = (*f)->sync();
   f->reset();
   if (s.ok()) s = d.fs->rename(tmp, cur);
-  if (s.ok()) s = d.fs->sync_directory(d.dir);  // the rename itself must survive
+  if (s.ok() && durable) s = d.fs->sync_directory(d.dir);  // the rename itself must survive
   return s;
 }
 
 Status Core::commit() {
   const std::uint64_t position = deliver_seq_;
-  if (Status s = write_cursor(position); !s.ok()) return s;
+  if (Status s = write_cursor(position, true); !s.ok()) return s;
   held_.clear();
   std::unique_lock lk(mu);
   ++d_->commits;
@@ -675,7 +706,7 @@ Status Core::persist(std::vector<RawPage> memory_pages) {
   keep(d.writer.close());
   // Every item numbered below the cursor was handed out (and, with manual_commit,
   // committed). Replaced atomically.
-  keep(write_cursor(opt_.manual_commit ? commit_seq_ : deliver_seq_));
+  keep(write_cursor(opt_.manual_commit ? commit_seq_ : deliver_seq_, true));
   return first;
 }
 
@@ -707,6 +738,7 @@ Stats Core::stats() {
   s.corrupt_pages = d.corrupt_pages;
   s.corrupt_items = d.corrupt_items.load(std::memory_order_relaxed);
   s.torn_bytes = d.torn_bytes;
+  s.items_missing = d.missing;
   return s;
 }
 

@@ -161,6 +161,16 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir) {
     const std::uint64_t end = p.first_seq + p.count;
     max_end = std::max(max_end, end);
     if (p.count == 0 || end <= expect) continue;  // delivered already, or a duplicate
+    if (p.first_seq > expect) {
+      // Numbers are handed out without holes, so a hole means items that are gone.
+      const std::uint64_t gap = p.first_seq - expect;
+      rec.missing += gap;
+      rec.problems.push_back(dir.native() + ": items " + std::to_string(expect) + ".." +
+                             std::to_string(p.first_seq - 1) + " (" + std::to_string(gap) +
+                             ") are not on disk: lost with damaged or removed segment data, dropped "
+                             "(drop_oldest), or, after a crash, items that were only in memory "
+                             "(delivered or not)");
+    }
     p.skip = static_cast<std::uint32_t>(expect > p.first_seq ? expect - p.first_seq : 0);
     expect = end;
     rec.items += p.count - p.skip;

@@ -28,6 +28,8 @@ struct Recovery {
   std::uint64_t items = 0;                  // items to deliver
   std::uint64_t corrupt_pages = 0;          // damaged regions skipped (each counts once)
   std::uint64_t torn_bytes = 0;             // bytes cut from segment tails
+  std::uint64_t missing = 0;                // sequence numbers between the cursor and the
+                                            // last page that no valid page holds
   std::vector<std::string> problems;        // one line per damage found, naming the file
 };
 

@@ -30,7 +30,11 @@ std::optional<std::uint64_t> SpillWriter::active() const {
   return file_number_;
 }
 
-void SpillWriter::abandon() { file_.reset(); }
+void SpillWriter::abandon() {
+  // A file never announced holds only its header and is known to no one: remove it.
+  if (file_ && !announced_) (void)fs_->remove(file_->path());
+  file_.reset();
+}
 
 Status SpillWriter::close() {
   if (!file_) return Status();
@@ -89,8 +93,7 @@ Result<AppendedPage> SpillWriter::append(std::uint64_t first_seq, std::uint32_t 
   if (!file_) {
     Status s = open_segment();
     if (!s.ok()) return s;
-    out.opened_segment = true;
-    out.segment_header_bytes = format::kSegmentHeaderSize;
+    announced_ = false;
   }
 
   format::PageHeader h;
@@ -107,6 +110,11 @@ Result<AppendedPage> SpillWriter::append(std::uint64_t first_seq, std::uint32_t 
     // Cut what a failed write may have left, so the file stays a clean sequence of pages.
     (void)file_->truncate(file_size_);
     return s;
+  }
+  if (!announced_) {
+    out.opened_segment = true;
+    out.segment_header_bytes = format::kSegmentHeaderSize;
+    announced_ = true;
   }
   out.segment = file_number_;
   out.offset = file_size_;

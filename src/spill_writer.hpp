@@ -67,6 +67,9 @@ class SpillWriter {
   std::unique_ptr<File> file_;
   std::uint64_t file_number_ = 0;
   std::uint64_t file_size_ = 0;
+  // The active file was reported (AppendedPage::opened_segment) with a written page. Until
+  // then the queue does not know the file exists: a failed first page must not hide it.
+  bool announced_ = false;
   std::string buffer_;  // header + compressed payload of the page being written
   struct CCtxFree {
     void operator()(ZSTD_CCtx_s* c) const noexcept;

@@ -30,6 +30,10 @@ struct Stats {
   std::uint64_t corrupt_items = 0;  // items lost with them, where the count was readable,
                                     // plus single items that failed to deserialize
   std::uint64_t torn_bytes = 0;     // bytes cut from the tails of segments at open
+  std::uint64_t items_missing = 0;  // at open: sequence numbers after the delivery position
+                                    // that no valid page holds — lost to damage, dropped,
+                                    // or (after a crash) only ever in memory; see
+                                    // damage_report() and docs/durability.md
 };
 
 }  // namespace hopper

@@ -145,13 +145,16 @@ class Core {
   void finish_page();
   Status load_page();
 
-  Status write_cursor(std::uint64_t position);
+  // Replaces CURSOR atomically; `durable` adds the fdatasync and the directory fsync.
+  Status write_cursor(std::uint64_t position, bool durable);
   // [mu] Removes a segment that is read to the end and committed (retiring it first if
   // the writer was appending to it and is idle).
   void release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number);
   std::uint64_t commit_position() const noexcept;
   // [mu, writer token held] Retires and removes the active segment if it is read to the end.
   void retire_active_if_read(std::unique_lock<std::mutex>& lk);
+  // [mu, writer token held] The writer stops appending to `number` (if it still was).
+  void retire_segment(std::uint64_t number);
   bool may_read_from_ram() const noexcept;
 
   Options opt_;
