@@ -7,8 +7,11 @@ namespace hopper {
 
 struct Stats {
   // Occupancy now.
-  std::uint64_t memory_items = 0;   // items held in memory
-  std::uint64_t memory_bytes = 0;   // their footprint; never above max_memory_bytes
+  std::uint64_t memory_items = 0;   // items held in memory, waiting to be received
+  std::uint64_t memory_bytes = 0;   // their footprint — plus, with manual_commit, that of
+                                    // items received from memory but not yet committed
+                                    // (they stay charged until commit()); never above
+                                    // max_memory_bytes
   std::uint64_t disk_items = 0;     // items on disk or in pages not yet read back
   std::uint64_t disk_bytes = 0;     // bytes of segment files present
   std::uint64_t segments = 0;       // segment files present

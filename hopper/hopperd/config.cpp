@@ -1,0 +1,333 @@
+#include "hopperd/config.hpp"
+
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace hopperd {
+namespace {
+
+using hopper::Errc;
+using hopper::Status;
+
+// Thrown inside the parser only, turned into a Status at the boundary: the walk over the
+// TOML tree stays readable without a check after every key.
+struct ConfigError {
+  std::string message;
+};
+
+// Where in the file a node is, for messages. Immutable once built.
+class Place {
+ public:
+  explicit Place(std::string file) : file_(std::move(file)) {}
+  std::string at(const toml::source_region& src, const std::string& key) const {
+    std::string s = file_;
+    if (src.begin.line > 0) s += ":" + std::to_string(src.begin.line);
+    return s + ": " + key;
+  }
+  [[noreturn]] void fail(const toml::node& n, const std::string& key, const std::string& why) const {
+    throw ConfigError{at(n.source(), key) + ": " + why};
+  }
+
+ private:
+  std::string file_;
+};
+
+// A table whose keys are consumed one by one; what is left at the end is unknown (a typo).
+// Not thread-safe: one per table while parsing.
+class Keys {
+ public:
+  Keys(const toml::table& t, std::string prefix, const Place& place)
+      : t_(t), prefix_(std::move(prefix)), place_(place) {}
+
+  const toml::node* get(const std::string& key) {
+    used_.insert(key);
+    return t_.get(key);
+  }
+  std::string name(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
+  const Place& place() const { return place_; }
+  const toml::table& table() const { return t_; }
+
+  void reject_unknown() const {
+    for (auto&& [k, v] : t_) {
+      const std::string key(k.str());
+      if (!used_.count(key)) place_.fail(v, name(key), "unknown key");
+    }
+  }
+
+  std::optional<std::string> string(const std::string& key) {
+    const toml::node* n = get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_string()) place_.fail(*n, name(key), "expected a string");
+    return n->value<std::string>();
+  }
+  std::optional<std::int64_t> integer(const std::string& key, std::int64_t min, std::int64_t max) {
+    const toml::node* n = get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_integer()) place_.fail(*n, name(key), "expected an integer");
+    const std::int64_t v = *n->value<std::int64_t>();
+    if (v < min || v > max)
+      place_.fail(*n, name(key), "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                                     ", got " + std::to_string(v));
+    return v;
+  }
+  // An integer of bytes, or a string with a unit ("64MiB").
+  std::optional<std::uint64_t> size(const std::string& key, std::uint64_t min, std::uint64_t max) {
+    const toml::node* n = get(key);
+    if (!n) return std::nullopt;
+    std::optional<std::uint64_t> v;
+    if (n->is_integer()) {
+      const std::int64_t i = *n->value<std::int64_t>();
+      if (i >= 0) v = static_cast<std::uint64_t>(i);
+    } else if (n->is_string()) {
+      v = parse_size(*n->value<std::string>());
+    } else {
+      place_.fail(*n, name(key), "expected a size: an integer of bytes or a string such as \"64MiB\"");
+    }
+    if (!v) place_.fail(*n, name(key), "not a size: use bytes or a unit B, KiB, MiB, GiB, TiB, KB, MB, GB, TB");
+    if (*v < min || *v > max)
+      place_.fail(*n, name(key), "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                                     " bytes, got " + std::to_string(*v));
+    return v;
+  }
+  std::optional<std::chrono::milliseconds> millis(const std::string& key, std::int64_t min, std::int64_t max) {
+    auto v = integer(key, min, max);
+    if (!v) return std::nullopt;
+    return std::chrono::milliseconds(*v);
+  }
+  std::optional<bool> boolean(const std::string& key) {
+    const toml::node* n = get(key);
+    if (!n) return std::nullopt;
+    if (!n->is_boolean()) place_.fail(*n, name(key), "expected true or false");
+    return n->value<bool>();
+  }
+  const toml::node& node_of(const std::string& key) const { return *t_.get(key); }
+
+ private:
+  const toml::table& t_;
+  std::string prefix_;
+  const Place& place_;
+  std::set<std::string> used_;
+};
+
+Endpoint parse_endpoint(const toml::node& n, const std::string& key, const Place& place, bool allow_port_zero) {
+  if (!n.is_string()) place.fail(n, key, "expected a string \"host:port\"");
+  const std::string text = *n.value<std::string>();
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0)
+    place.fail(n, key, "expected \"host:port\", got \"" + text + "\"");
+  Endpoint e;
+  e.host = text.substr(0, colon);
+  if (e.host.size() > 2 && e.host.front() == '[' && e.host.back() == ']') e.host = e.host.substr(1, e.host.size() - 2);
+  const std::string port = text.substr(colon + 1);
+  unsigned value = 0;
+  auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value > 65535 ||
+      (value == 0 && !allow_port_zero))
+    place.fail(n, key, "bad port in \"" + text + "\"");
+  e.port = static_cast<std::uint16_t>(value);
+  e.origin = place.at(n.source(), key);
+  return e;
+}
+
+std::vector<Endpoint> parse_endpoints(Keys& keys, const std::string& key) {
+  const toml::node* n = keys.get(key);
+  std::vector<Endpoint> out;
+  if (!n) return out;
+  if (n->is_string()) {
+    out.push_back(parse_endpoint(*n, keys.name(key), keys.place(), true));
+    return out;
+  }
+  const toml::array* a = n->as_array();
+  if (!a) keys.place().fail(*n, keys.name(key), "expected a list of \"host:port\" strings");
+  for (std::size_t i = 0; i < a->size(); ++i)
+    out.push_back(parse_endpoint(*a->get(i), keys.name(key) + "[" + std::to_string(i) + "]", keys.place(), true));
+  return out;
+}
+
+OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& place, std::set<std::string>& names,
+                          std::set<std::string>& dirs) {
+  const std::string prefix = "output[" + std::to_string(index) + "]";
+  Keys k(t, prefix, place);
+  OutputConfig o;
+  if (auto name = k.string("name")) {
+    o.name = *name;
+    const toml::node& n = k.node_of("name");
+    if (o.name.empty() || o.name.find_first_of("\"\\\n ") != std::string::npos)
+      place.fail(n, k.name("name"), "must be non-empty, without spaces, quotes or backslashes");
+    if (!names.insert(o.name).second) place.fail(n, k.name("name"), "\"" + o.name + "\" is used twice");
+  } else {
+    o.name = "output" + std::to_string(index);
+    names.insert(o.name);
+  }
+
+  const toml::node* addr = k.get("address");
+  if (!addr) throw ConfigError{place.at(t.source(), prefix) + ": missing key \"address\" (\"host:port\" of the downstream)"};
+  o.address = parse_endpoint(*addr, k.name("address"), place, false);
+
+  auto dir = k.string("queue_dir");
+  if (!dir || dir->empty())
+    throw ConfigError{place.at(dir ? k.node_of("queue_dir").source() : t.source(), prefix) +
+                      ": missing key \"queue_dir\" (a directory of its own for this output's queue)"};
+  o.queue.directory = *dir;
+  o.queue_origin = place.at(k.node_of("queue_dir").source(), k.name("queue_dir"));
+  std::filesystem::path normal = std::filesystem::path(*dir).lexically_normal();
+  if (!normal.has_filename() && normal.has_parent_path() && normal != normal.root_path()) normal = normal.parent_path();
+  if (!dirs.insert(normal.string()).second)
+    place.fail(k.node_of("queue_dir"), k.name("queue_dir"), "\"" + *dir + "\" is used by another output; each needs its own");
+
+  constexpr std::uint64_t kMax = 1ull << 50;
+  if (auto v = k.size("max_memory_bytes", 1, kMax)) o.queue.max_memory_bytes = *v;
+  if (auto v = k.size("max_disk_bytes", 0, kMax)) o.queue.max_disk_bytes = *v;
+  if (auto v = k.size("segment_bytes", 1, kMax)) o.queue.segment_bytes = *v;
+  if (auto v = k.size("page_bytes", 1, 1u << 30)) o.queue.page_bytes = static_cast<std::uint32_t>(*v);
+  if (auto v = k.integer("compression_level", -7, 22)) o.queue.compression_level = static_cast<int>(*v);
+  if (auto v = k.string("when_full")) {
+    if (*v == "block") o.queue.when_full = hopper::FullPolicy::block;
+    else if (*v == "fail") o.queue.when_full = hopper::FullPolicy::fail;
+    else if (*v == "drop_oldest") o.queue.when_full = hopper::FullPolicy::drop_oldest;
+    else place.fail(k.node_of("when_full"), k.name("when_full"), "expected one of block, fail, drop_oldest; got \"" + *v + "\"");
+  }
+  if (auto v = k.string("sync")) {
+    if (*v == "none") o.queue.sync = hopper::SyncPolicy::none;
+    else if (*v == "interval") o.queue.sync = hopper::SyncPolicy::interval;
+    else if (*v == "always") o.queue.sync = hopper::SyncPolicy::always;
+    else place.fail(k.node_of("sync"), k.name("sync"), "expected one of none, interval, always; got \"" + *v + "\"");
+  }
+  if (auto v = k.millis("sync_interval_ms", 1, 3600000)) o.queue.sync_interval = *v;
+  o.queue.manual_commit = true;
+
+  if (auto v = k.size("batch_bytes", 1, 64 << 20)) o.batch_bytes = *v;
+  if (auto v = k.millis("connect_timeout_ms", 1, 600000)) o.connect_timeout = *v;
+  if (auto v = k.millis("write_timeout_ms", 1, 600000)) o.write_timeout = *v;
+  if (auto v = k.millis("backoff_initial_ms", 1, 600000)) o.backoff_initial = *v;
+  if (auto v = k.millis("backoff_max_ms", 1, 3600000)) o.backoff_max = *v;
+  if (o.backoff_max < o.backoff_initial)
+    throw ConfigError{place.at(t.source(), prefix) + ": backoff_max_ms is smaller than backoff_initial_ms"};
+  if (auto v = k.millis("commit_interval_ms", 0, 600000)) o.commit_interval = *v;
+  if (auto v = k.size("replay_bytes", 0, 1ull << 32)) o.replay_bytes = *v;
+  k.reject_unknown();
+
+  // The library's own checks, with the key that fixes them.
+  if (Status s = hopper::validate(o.queue); !s.ok())
+    throw ConfigError{place.at(t.source(), prefix) + ": queue options: " + s.message()};
+  return o;
+}
+
+Config parse(const toml::table& root, const std::string& path) {
+  Place place(path);
+  Config c;
+  c.path = path;
+  Keys top(root, "", place);
+
+  if (const toml::node* n = top.get("input")) {
+    const toml::table* t = n->as_table();
+    if (!t) place.fail(*n, "input", "expected a table [input]");
+    Keys k(*t, "input", place);
+    c.tcp = parse_endpoints(k, "tcp");
+    c.udp = parse_endpoints(k, "udp");
+    if (auto v = k.size("max_line_bytes", 16, 16 << 20)) c.max_line_bytes = *v;
+    if (auto v = k.integer("max_tcp_clients", 1, 1000000)) c.max_tcp_clients = static_cast<std::size_t>(*v);
+    if (auto v = k.size("udp_receive_buffer", 4096, 1 << 30)) c.udp_receive_buffer = *v;
+    k.reject_unknown();
+  }
+  if (c.tcp.empty() && c.udp.empty())
+    throw ConfigError{path + ": input: no listener; set input.tcp and/or input.udp to \"host:port\" lists"};
+
+  if (const toml::node* n = top.get("metrics")) {
+    const toml::table* t = n->as_table();
+    if (!t) place.fail(*n, "metrics", "expected a table [metrics]");
+    Keys k(*t, "metrics", place);
+    if (const toml::node* l = k.get("listen")) c.metrics = parse_endpoint(*l, "metrics.listen", place, true);
+    k.reject_unknown();
+  }
+  if (const toml::node* n = top.get("log")) {
+    const toml::table* t = n->as_table();
+    if (!t) place.fail(*n, "log", "expected a table [log]");
+    Keys k(*t, "log", place);
+    c.log_file = k.string("file").value_or("");
+    if (auto v = k.string("level")) {
+      static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "critical", "off"};
+      if (!levels.count(*v))
+        place.fail(k.node_of("level"), "log.level", "expected one of trace, debug, info, warn, error, critical, off");
+      c.log_level = *v;
+      c.log_origin = place.at(k.node_of("level").source(), "log.level");
+    }
+    k.reject_unknown();
+  }
+  if (const toml::node* n = top.get("daemon")) {
+    const toml::table* t = n->as_table();
+    if (!t) place.fail(*n, "daemon", "expected a table [daemon]");
+    Keys k(*t, "daemon", place);
+    if (auto v = k.millis("shutdown_timeout_ms", 1, 600000)) c.shutdown_timeout = *v;
+    k.reject_unknown();
+  }
+
+  const toml::node* outs = top.get("output");
+  if (!outs) throw ConfigError{path + ": no [[output]]: hopperd needs at least one downstream"};
+  const toml::array* arr = outs->as_array();
+  if (!arr || !arr->is_array_of_tables()) place.fail(*outs, "output", "expected [[output]] tables");
+  if (arr->size() > 32) place.fail(*outs, "output", "at most 32 outputs, got " + std::to_string(arr->size()));
+  std::set<std::string> names, dirs;
+  for (std::size_t i = 0; i < arr->size(); ++i)
+    c.outputs.push_back(parse_output(*arr->get(i)->as_table(), i, place, names, dirs));
+  top.reject_unknown();
+  return c;
+}
+
+}  // namespace
+
+std::string Endpoint::text() const {
+  return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
+std::optional<std::uint64_t> parse_size(std::string_view text) {
+  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  std::uint64_t n = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+  if (ec != std::errc() || end == text.data()) return std::nullopt;
+  std::string_view unit(end, static_cast<std::size_t>(text.data() + text.size() - end));
+  while (!unit.empty() && unit.front() == ' ') unit.remove_prefix(1);
+  struct Unit {
+    std::string_view name;
+    std::uint64_t factor;
+  };
+  static constexpr Unit units[] = {{"", 1},          {"B", 1},
+                                   {"KB", 1000},     {"MB", 1000 * 1000},   {"GB", 1000ull * 1000 * 1000},
+                                   {"TB", 1000ull * 1000 * 1000 * 1000},
+                                   {"KiB", 1ull << 10}, {"MiB", 1ull << 20}, {"GiB", 1ull << 30}, {"TiB", 1ull << 40}};
+  for (const Unit& u : units) {
+    if (unit != u.name) continue;
+    if (n > UINT64_MAX / u.factor) return std::nullopt;
+    return n * u.factor;
+  }
+  return std::nullopt;
+}
+
+hopper::Result<Config> parse_config(std::string_view text, const std::string& path) {
+  try {
+    toml::table root = toml::parse(text, path);
+    return parse(root, path);
+  } catch (const toml::parse_error& e) {
+    std::string where = path;
+    if (e.source().begin.line > 0)
+      where += ":" + std::to_string(e.source().begin.line) + ":" + std::to_string(e.source().begin.column);
+    return Status(Errc::invalid_argument, where + ": " + std::string(e.description()));
+  } catch (const ConfigError& e) {
+    return Status(Errc::invalid_argument, e.message);
+  }
+}
+
+hopper::Result<Config> load_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status::IoError("open config", path, errno);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return Status::IoError("read config", path, errno);
+  return parse_config(text.str(), path);
+}
+
+}  // namespace hopperd

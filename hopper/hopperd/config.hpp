@@ -1,0 +1,75 @@
+// hopperd's configuration: the TOML file, parsed and checked into plain values.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <hopper/options.hpp>
+#include <hopper/status.hpp>
+
+namespace hopperd {
+
+// A host:port to listen on or connect to, with where the config said so (for errors).
+struct Endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string origin;  // e.g. "hopperd.toml:5: input.tcp[0]"
+  std::string text() const;  // "host:port"
+};
+
+// One downstream and its queue.
+struct OutputConfig {
+  std::string name;
+  Endpoint address;
+  hopper::Options queue;  // directory, budgets, full policy, sync; manual_commit is forced on
+  std::string queue_origin;  // where queue_dir was set
+  std::uint64_t batch_bytes = 64 << 10;     // bytes written per write() at most (about)
+  std::chrono::milliseconds connect_timeout{2000};
+  std::chrono::milliseconds write_timeout{10000};
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{10000};
+  std::chrono::milliseconds commit_interval{200};
+  // Lines already written are kept, up to this many bytes, and written again after a
+  // reconnect: what the downstream's kernel had accepted but its process never read
+  // (it was stopped) is not lost. 0 turns it off (then a restart of the downstream may
+  // lose what was in flight; set 0 for non-idempotent receivers such as statsd counters).
+  std::uint64_t replay_bytes = 4 << 20;
+};
+
+struct Config {
+  std::string path;  // the file it came from
+
+  // [input]
+  std::vector<Endpoint> tcp;
+  std::vector<Endpoint> udp;
+  std::size_t max_line_bytes = 4096;
+  std::size_t max_tcp_clients = 1024;
+  std::size_t udp_receive_buffer = 4 << 20;  // SO_RCVBUF asked for each UDP socket
+
+  // [metrics]
+  std::optional<Endpoint> metrics;
+
+  // [log]
+  std::string log_file;  // empty: stderr
+  std::string log_level = "info";
+  std::string log_origin;
+
+  // [daemon]
+  std::chrono::milliseconds shutdown_timeout{5000};  // for the egress to finish a write
+
+  std::vector<OutputConfig> outputs;
+};
+
+// Parses `text` (named `path` in messages). invalid_argument naming the file, line and key:
+// "hopperd.toml:12: output[1].when_full: expected one of block, fail, drop_oldest".
+hopper::Result<Config> parse_config(std::string_view text, const std::string& path);
+hopper::Result<Config> load_config(const std::string& path);
+
+// "64MiB" -> 67108864. Accepts B, KB/MB/GB/TB (powers of 1000), KiB/MiB/GiB/TiB (of 1024).
+std::optional<std::uint64_t> parse_size(std::string_view text);
+
+}  // namespace hopperd

@@ -1,0 +1,109 @@
+// Output: one downstream of hopperd — its hopper queue of lines and the egress thread that
+// drains the queue, in order, to a TCP connection.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <spdlog/logger.h>
+
+#include <hopper/hopper.hpp>
+
+#include "hopperd/config.hpp"
+#include "hopperd/counters.hpp"
+
+namespace hopperd {
+
+// A TCP client connection with deadlines on every step (the egress thread must notice a
+// stop request while a downstream hangs). Not thread-safe: owned by one egress thread.
+class Connection {
+ public:
+  Connection() = default;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection() { close(); }
+
+  // Connects within `timeout`; gives up early when `stop` becomes true.
+  hopper::Status connect(const Endpoint& to, std::chrono::milliseconds timeout, const std::atomic<bool>& stop);
+  // Writes all of `bytes` before `deadline`. Fails on any error, on the peer closing
+  // (whatever it sends back is read and ignored) or when `give_up()` says so.
+  hopper::Status write_all(std::string_view bytes, std::chrono::steady_clock::time_point deadline,
+                           const std::function<bool()>& give_up);
+  // Waits until `until` (or `give_up()`) and says whether the peer is still there: false
+  // when it closed or reset the connection.
+  bool still_open(std::chrono::steady_clock::time_point until, const std::function<bool()>& give_up);
+  bool connected() const noexcept { return fd_ >= 0; }
+  std::chrono::steady_clock::time_point since() const noexcept { return since_; }
+  void close() noexcept;
+
+ private:
+  // Reads and discards what the peer sent; false if it closed or failed.
+  bool drain_input();
+  int fd_ = -1;
+  std::chrono::steady_clock::time_point since_{};
+};
+
+// Thread-safety: try_send, stats and counters may be used from any thread; start, stop and
+// destruction from the thread that owns the Output.
+class Output {
+ public:
+  // Opens (or recovers) the queue. The error names the queue directory and the config key.
+  static hopper::Result<std::unique_ptr<Output>> open(const OutputConfig& config, std::shared_ptr<spdlog::logger> log);
+  ~Output();
+  Output(const Output&) = delete;
+  Output& operator=(const Output&) = delete;
+
+  const OutputConfig& config() const noexcept { return config_; }
+  // Never waits. On a non-ok status `line` is untouched.
+  hopper::Status try_send(std::string&& line) { return sender_.try_send(std::move(line)); }
+  hopper::Stats stats() const { return receiver_.stats(); }
+  OutputCounters counters;
+
+  // Starts the egress thread.
+  void start();
+  // No more lines will be sent (listeners are closed).
+  void close_input() { sender_.close(); }
+  // Asks the egress thread to stop: a write in progress may finish until `hard_deadline`;
+  // nothing not yet written is committed. Does not wait.
+  void request_stop(std::chrono::steady_clock::time_point hard_deadline);
+  // Waits for the egress thread, then closes the queue: what is left is written to disk
+  // and found again by the next start.
+  void finish();
+
+ private:
+  Output(const OutputConfig& config, std::shared_ptr<spdlog::logger> log, hopper::Channel<std::string> ch);
+  void run();
+  bool collect(std::string& batch, std::uint64_t& lines);
+  void commit();
+  // Sleeps up to `d`, returning early on a stop request.
+  void pause(std::chrono::milliseconds d);
+  std::chrono::milliseconds next_backoff();
+
+  OutputConfig config_;
+  std::shared_ptr<spdlog::logger> log_;
+  hopper::Sender<std::string> sender_;
+  hopper::Receiver<std::string> receiver_;  // [egress thread] after start()
+  std::thread thread_;
+
+  // stop_ is a flag and hard_deadline_ a time: the egress thread re-checks them and what
+  // it does next depends on no other data written before they were set, so no ordering
+  // is needed (seq_cst for simplicity). stop_mu_/stop_cv_ wake it from its sleeps.
+  std::atomic<bool> stop_{false};
+  std::atomic<std::chrono::steady_clock::rep> hard_deadline_{0};
+  std::mutex stop_mu_;
+  std::condition_variable stop_cv_;
+
+  // [egress thread]
+  std::chrono::milliseconds backoff_{0};
+  std::uint64_t rng_ = 0;
+  bool uncommitted_ = false;
+  std::chrono::steady_clock::time_point last_commit_{};
+};
+
+}  // namespace hopperd
