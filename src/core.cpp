@@ -388,14 +388,16 @@ Status Core::write_all(std::unique_lock<std::mutex>& lk) {
   while (!d.pending.empty() || d.writing) {
     if (!d.writing) {
       write_sealed(lk);
-      if (!spill_error_.ok()) return spill_error_;
+      // A page that could not be written now is the caller's answer; an error whose
+      // pages are gone since (written later, or read from RAM) is not.
+      if (!spill_error_.ok() && !d.pending.empty()) return spill_error_;
       continue;
     }
     ++senders_waiting;
     sender_cv.wait(lk);
     --senders_waiting;
   }
-  return spill_error();
+  return sync_error_;  // sticky: nothing after a failed fdatasync counts as written out
 }
 
 Core::Durability Core::durability(std::uint64_t seq, Status& why) const {
@@ -523,6 +525,8 @@ Status Core::load_page() {
       SealedPage p = std::move(d.pending.front());
       d.pending.pop_front();
       d.pending_bound -= p.bound;
+      // The pages a failed write kept are delivered: the disk gets a fresh try.
+      if (d.pending.empty() && !d.writing) spill_error_ = Status();
       if (senders_waiting > 0) sender_cv.notify_all();
       lk.unlock();
       page_due_ = false;

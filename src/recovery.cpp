@@ -69,8 +69,12 @@ SegmentScan scan_segment(std::string_view image, std::uint64_t number) {
       // Nothing valid follows: a tail. It is torn if it is an incomplete page (the writer
       // died mid-append), damaged otherwise; either way it is cut.
       auto h = format::parse_page_header(image.substr(off));
+      const std::string_view tail = image.substr(off);
+      // Zeros are what a file system leaves when a crash extended the file but not its
+      // data: as torn as a short page.
+      const bool zeros = tail.find_first_not_of('\0') == std::string_view::npos;
       const bool incomplete =
-          image.size() - off < format::kPageHeaderSize ||
+          zeros || image.size() - off < format::kPageHeaderSize ||
           (h && h->payload_len > image.size() - off - format::kPageHeaderSize);
       if (incomplete) {
         scan.torn_bytes += image.size() - off;

@@ -24,7 +24,9 @@ enum class FullPolicy {
 enum class SyncPolicy {
   none,      // pages reach the OS when written; segments are fdatasync'ed when closed and at
              // shutdown. Survives a process crash (what was written), not a power loss.
-  interval,  // as none, plus an fdatasync at most every sync_interval, after a page write
+  interval,  // as none, plus an fdatasync after a page write when sync_interval has passed
+             // since the last one. There is no timer: it bounds how often syncs happen, and
+             // a page written just after a sync waits for the next write, rotation or shutdown
   always,    // send returns ok only once the item is on stable storage; items go to disk as
              // they are accepted and concurrent senders share each fdatasync (group commit)
 };
