@@ -1,13 +1,17 @@
 #include "test_util.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 
 #include <unistd.h>
+#include <zstd.h>
 
-#include "format.hpp"
+#include "spill_writer.hpp"
 
 namespace hopper::test {
 
@@ -21,6 +25,8 @@ TempDir::TempDir() {
 
 TempDir::~TempDir() {
   std::error_code ec;
+  // A test may have made parts read-only; give them back so removal succeeds.
+  std::filesystem::permissions(path_, std::filesystem::perms::owner_all, std::filesystem::perm_options::add, ec);
   std::filesystem::remove_all(path_, ec);
 }
 
@@ -49,34 +55,116 @@ std::vector<std::filesystem::path> segment_files(const std::filesystem::path& di
   return out;
 }
 
+std::uint64_t segment_bytes_on_disk(const std::filesystem::path& dir) {
+  std::uint64_t total = 0;
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (!format::parse_segment_file_name(it->path().filename().native())) continue;
+    std::error_code size_ec;
+    const auto n = std::filesystem::file_size(it->path(), size_ec);
+    if (!size_ec) total += n;
+  }
+  return total;
+}
+
+std::vector<std::string> dir_entries(const std::filesystem::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename().native());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void flip_byte(std::string& b, std::uint64_t offset) {
+  if (offset >= b.size()) throw std::runtime_error("flip_byte past the end of an image");
+  b[offset] = static_cast<char>(~static_cast<unsigned char>(b[offset]));
+}
+
 void flip_byte(const std::filesystem::path& p, std::uint64_t offset) {
   std::string b = read_file(p);
   if (offset >= b.size()) throw std::runtime_error("flip_byte past the end of " + p.native());
-  b[offset] = static_cast<char>(~static_cast<unsigned char>(b[offset]));
+  flip_byte(b, offset);
   write_file(p, b);
 }
 
 void truncate_file(const std::filesystem::path& p, std::uint64_t size) { std::filesystem::resize_file(p, size); }
 
-void fix_page_checksum(const std::filesystem::path& p, std::uint64_t offset) {
-  std::string b = read_file(p);
+void fix_page_checksum(std::string& b, std::uint64_t offset) {
   auto h = format::parse_page_header(std::string_view(b).substr(offset));
   if (!h) throw std::runtime_error("no page header at that offset");
   std::string_view payload = std::string_view(b).substr(offset + format::kPageHeaderSize, h->payload_len);
   format::encode_page_header(*h, payload, b.data() + offset);
+}
+
+void fix_page_checksum(const std::filesystem::path& p, std::uint64_t offset) {
+  std::string b = read_file(p);
+  fix_page_checksum(b, offset);
   write_file(p, b);
 }
 
-std::vector<std::uint64_t> page_offsets(const std::filesystem::path& p) {
-  std::string b = read_file(p);
-  std::vector<std::uint64_t> out;
+std::vector<PageInfo> pages_in(std::string_view b) {
+  std::vector<PageInfo> out;
   std::uint64_t off = format::kSegmentHeaderSize;
   while (off + format::kPageHeaderSize <= b.size()) {
-    auto h = format::parse_page_header(std::string_view(b).substr(off));
-    if (!h) break;
-    out.push_back(off);
+    auto h = format::parse_page_header(b.substr(off));
+    if (!h || h->payload_len > b.size() - off - format::kPageHeaderSize) break;
+    out.push_back(PageInfo{off, format::kPageHeaderSize + h->payload_len, h->first_seq, h->item_count, h->segment});
     off += format::kPageHeaderSize + h->payload_len;
   }
+  return out;
+}
+
+std::vector<PageInfo> pages_of(const std::filesystem::path& p) {
+  const std::string b = read_file(p);
+  return pages_in(b);
+}
+
+std::vector<std::uint64_t> page_offsets(const std::filesystem::path& p) {
+  std::vector<std::uint64_t> out;
+  for (const PageInfo& i : pages_of(p)) out.push_back(i.offset);
+  return out;
+}
+
+std::string raw_payload(const std::vector<std::string>& items) {
+  std::string raw;
+  for (const std::string& item : items) {
+    char prefix[4];
+    format::put_u32(prefix, static_cast<std::uint32_t>(item.size()));
+    raw.append(prefix, 4);
+    raw += item;
+  }
+  return raw;
+}
+
+std::string zstd_frame(std::string_view raw, int level) {
+  std::string out(ZSTD_compressBound(raw.size()), '\0');
+  const std::size_t n = ZSTD_compress(out.data(), out.size(), raw.data(), raw.size(), level);
+  if (ZSTD_isError(n)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(n));
+  out.resize(n);
+  return out;
+}
+
+std::string page_image(format::PageHeader h, std::string_view payload) {
+  std::string out(format::kPageHeaderSize, '\0');
+  format::encode_page_header(h, payload, out.data());
+  out.append(payload);
+  return out;
+}
+
+std::string page_image(std::uint64_t segment, std::uint64_t first_seq, const std::vector<std::string>& items) {
+  const std::string raw = raw_payload(items);
+  const std::string frame = zstd_frame(raw);
+  format::PageHeader h;
+  h.payload_len = static_cast<std::uint32_t>(frame.size());
+  h.raw_len = static_cast<std::uint32_t>(raw.size());
+  h.item_count = static_cast<std::uint32_t>(items.size());
+  h.first_seq = first_seq;
+  h.segment = segment;
+  return page_image(h, frame);
+}
+
+std::string segment_header_image(std::uint64_t number, std::uint32_t version) {
+  std::string out(format::kSegmentHeaderSize, '\0');
+  format::encode_segment_header(format::SegmentHeader{version, number}, out.data());
   return out;
 }
 
@@ -88,6 +176,104 @@ Options small_options(const std::filesystem::path& dir) {
   o.segment_bytes = 64 << 10;
   o.page_bytes = 4096;
   return o;
+}
+
+std::uint64_t min_segment_for_item(std::uint64_t item_encoding_bytes) {
+  return detail::SpillWriter::bound(format::kItemPrefixSize + item_encoding_bytes);
+}
+
+std::uint64_t min_segment_for_page(std::uint32_t page_bytes) { return detail::SpillWriter::bound(page_bytes); }
+
+Options tiny_options(const std::filesystem::path& dir, std::uint64_t segments_of_disk) {
+  Options o;
+  o.directory = dir;
+  o.max_memory_bytes = 8;
+  o.page_bytes = 1;
+  o.segment_bytes = std::max(min_segment_for_page(1), min_segment_for_item(sizeof(std::uint32_t)));
+  o.max_disk_bytes = o.segment_bytes * segments_of_disk;
+  return o;
+}
+
+std::vector<std::uint32_t> iota_u32(std::uint32_t n, std::uint32_t from) {
+  std::vector<std::uint32_t> v(n);
+  for (std::uint32_t i = 0; i < n; ++i) v[i] = from + i;
+  return v;
+}
+
+Watchdog::Watchdog(std::chrono::seconds limit, std::string what) {
+  thread_ = std::thread([this, limit, what = std::move(what)] {
+    std::unique_lock lk(mu_);
+    if (!cv_.wait_for(lk, limit, [this] { return done_; })) {
+      std::fprintf(stderr, "watchdog: %s did not finish within %llds (deadlock?)\n", what.c_str(),
+                   static_cast<long long>(limit.count()));
+      std::fflush(stderr);
+      std::abort();
+    }
+  });
+}
+
+Watchdog::~Watchdog() {
+  {
+    std::lock_guard lk(mu_);
+    done_ = true;
+  }
+  cv_.notify_one();
+  thread_.join();
+}
+
+namespace {
+
+// Forwards everything to a POSIX file, except sync.
+class UnsyncedFile final : public File {
+ public:
+  explicit UnsyncedFile(std::unique_ptr<File> f) : f_(std::move(f)) {}
+  Status append(const void* data, std::size_t n) override { return f_->append(data, n); }
+  Result<std::size_t> read_at(std::uint64_t offset, void* data, std::size_t n) override {
+    return f_->read_at(offset, data, n);
+  }
+  Status sync() override { return Status(); }
+  Status truncate(std::uint64_t size) override { return f_->truncate(size); }
+  Result<std::uint64_t> size() override { return f_->size(); }
+  const std::filesystem::path& path() const noexcept override { return f_->path(); }
+
+ private:
+  std::unique_ptr<File> f_;
+};
+
+class UnsyncedFileSystem final : public FileSystem {
+ public:
+  Result<std::unique_ptr<File>> open(const std::filesystem::path& path, OpenMode mode) override {
+    auto f = base_->open(path, mode);
+    if (!f.ok()) return f.status();
+    return std::unique_ptr<File>(std::make_unique<UnsyncedFile>(std::move(*f)));
+  }
+  Status rename(const std::filesystem::path& from, const std::filesystem::path& to) override {
+    return base_->rename(from, to);
+  }
+  Status remove(const std::filesystem::path& path) override { return base_->remove(path); }
+  Result<std::vector<std::string>> list(const std::filesystem::path& dir) override { return base_->list(dir); }
+  Status create_directories(const std::filesystem::path& dir) override { return base_->create_directories(dir); }
+  Status sync_directory(const std::filesystem::path&) override { return Status(); }
+  Result<std::unique_ptr<FileLock>> lock(const std::filesystem::path& path) override { return base_->lock(path); }
+
+ private:
+  std::shared_ptr<FileSystem> base_ = FileSystem::posix();
+};
+
+}  // namespace
+
+std::shared_ptr<FileSystem> unsynced_file_system() {
+  static const std::shared_ptr<FileSystem> instance = std::make_shared<UnsyncedFileSystem>();
+  return instance;
+}
+
+std::uint64_t env_scale(const char* name, std::uint64_t fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  const unsigned long long n = std::strtoull(v, &end, 10);
+  if (end == v || *end != '\0' || n == 0) return fallback;
+  return n;
 }
 
 }  // namespace hopper::test
