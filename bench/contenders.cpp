@@ -1,0 +1,52 @@
+#include "contenders.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <cerrno>
+#include <system_error>
+
+#include "measure.hpp"
+
+namespace hopper::bench {
+
+double zstd_limit_seconds(std::string_view pool, std::uint64_t total_bytes, std::size_t chunk_bytes, int level,
+                          std::uint64_t& compressed) {
+  if (pool.size() < chunk_bytes) throw std::invalid_argument("zstd limit: the pool is smaller than one chunk");
+  std::unique_ptr<ZSTD_CCtx, decltype(&ZSTD_freeCCtx)> cctx(ZSTD_createCCtx(), &ZSTD_freeCCtx);
+  std::string out(ZSTD_compressBound(chunk_bytes), '\0');
+  compressed = 0;
+  std::size_t offset = 0;
+  const Clock::time_point t0 = Clock::now();
+  for (std::uint64_t done = 0; done < total_bytes;) {
+    if (offset + chunk_bytes > pool.size()) offset = 0;
+    const std::size_t n = std::min<std::uint64_t>(chunk_bytes, total_bytes - done);
+    const std::size_t r = ZSTD_compressCCtx(cctx.get(), out.data(), out.size(), pool.data() + offset, n, level);
+    if (ZSTD_isError(r)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(r));
+    compressed += r;
+    offset += n;
+    done += n;
+  }
+  return seconds_since(t0);
+}
+
+double fdatasync_limit_seconds(const std::filesystem::path& dir, std::uint64_t items, std::size_t record_bytes) {
+  const auto path = dir / "fdatasync-limit.dat";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path.native());
+  const std::string record(record_bytes, 'x');
+  const Clock::time_point t0 = Clock::now();
+  int err = 0;
+  for (std::uint64_t i = 0; i < items && err == 0; ++i) {
+    if (::write(fd, record.data(), record.size()) != static_cast<ssize_t>(record.size()) || ::fdatasync(fd) != 0)
+      err = errno;
+  }
+  const double secs = seconds_since(t0);
+  ::close(fd);
+  std::filesystem::remove(path);
+  if (err != 0) throw std::system_error(err, std::generic_category(), "write+fdatasync " + path.native());
+  return secs;
+}
+
+}  // namespace hopper::bench
