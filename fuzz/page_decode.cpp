@@ -1,0 +1,93 @@
+// Fuzz target page_decode: arbitrary bytes through the page decoder (detail::PageDecoder)
+// and through the item layer (format::ItemCursor, detail::decode<T>).
+//
+// Input: one selector byte, then the bytes.
+//   selector bit 0: the decoder expects the segment number the page header claims (so a
+//                   page whose checksum holds gets through); else a number from the input.
+// Oracles:
+//   - PageDecoder accepts exactly the pages that page_oracle.cpp (written from the grammar
+//     in docs/format.md) accepts, and then yields the same raw bytes;
+//   - ItemCursor over any bytes returns items that lie inside them, in order, and reports
+//     a malformed tail as !ok();
+//   - decode<T> either refuses, or accepts bytes that are exactly encode<T> of the value.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <hopper/hopper.hpp>
+
+#include "byte_source.hpp"
+#include "check.hpp"
+#include "format.hpp"
+#include "page_oracle.hpp"
+#include "segment_reader.hpp"
+
+namespace {
+
+using namespace hopper;
+
+// decode<T> accepts only canonical encodings: re-encoding the value gives the bytes back.
+template <class T>
+void round_trip(std::string_view bytes) {
+  T value{};
+  if (!detail::decode(bytes, value)) return;
+  std::string again;
+  detail::encode(value, again);
+  HOPPER_FUZZ_CHECK(again == bytes, "decode accepted " + std::to_string(bytes.size()) +
+                                        " bytes that do not re-encode to themselves (" +
+                                        std::to_string(again.size()) + " bytes)");
+}
+
+void items_through_every_type(std::string_view item) {
+  round_trip<std::string>(item);
+  round_trip<std::uint64_t>(item);
+  round_trip<std::vector<std::string>>(item);
+  round_trip<std::vector<std::uint32_t>>(item);
+  round_trip<std::pair<std::uint32_t, std::string>>(item);
+  round_trip<std::vector<std::vector<std::uint8_t>>>(item);
+}
+
+void cursor_over(std::string_view raw) {
+  format::ItemCursor cur(raw);
+  std::size_t end = 0;
+  while (auto item = cur.next()) {
+    HOPPER_FUZZ_CHECK(item->data() >= raw.data() + end + format::kItemPrefixSize &&
+                          item->data() + item->size() <= raw.data() + raw.size(),
+                      "ItemCursor returned bytes outside its input or out of order");
+    end = static_cast<std::size_t>(item->data() + item->size() - raw.data());
+    HOPPER_FUZZ_CHECK(cur.offset() == end, "ItemCursor offset is not the end of the item it returned");
+    items_through_every_type(*item);
+  }
+  HOPPER_FUZZ_CHECK(cur.ok() == (cur.offset() == raw.size()), "ItemCursor stopped early without reporting it");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  fuzz::ByteSource in(data, size);
+  const std::uint8_t selector = in.u8();
+  std::uint64_t expected_segment = (selector & 1) ? 0 : in.u64();
+  const std::string page = in.rest();
+  if (selector & 1)
+    if (auto h = format::parse_page_header(page)) expected_segment = h->segment;
+
+  static detail::PageDecoder decoder;  // reused, as the reader reuses it: state must not leak
+  std::string raw = "left over from an earlier page";
+  const Status s = decoder.decode(page, expected_segment, raw);
+  const auto want = fuzz::oracle_page(page, expected_segment);
+  HOPPER_FUZZ_CHECK(s.ok() == want.has_value(),
+                    std::string("PageDecoder says ") + s.message() + ", the grammar says " +
+                        (want ? "valid" : "invalid"));
+  if (s.ok()) {
+    HOPPER_FUZZ_CHECK(raw == want->raw, "PageDecoder's raw bytes differ from the frame's content");
+    cursor_over(raw);
+  } else {
+    HOPPER_FUZZ_CHECK(s.code() == Errc::corrupt, "a bad page must be Errc::corrupt: " + s.message());
+  }
+  // The same bytes as a raw payload and as one item.
+  cursor_over(page);
+  items_through_every_type(page);
+  return 0;
+}

@@ -1,0 +1,682 @@
+// Model-based test of a queue through its public API: rapidcheck draws budgets and a
+// sequence of commands — sends from several producers, receives of every kind, flushes,
+// commits, closes, reopens, and reopens after damaging one byte of a segment — and every
+// outcome is checked against a plain std::deque of the items that must come out next.
+//
+// The run is single-threaded, so a call that could wait forever is issued only when it
+// cannot: a blocking send only when the item fits in memory (or is certain to be too
+// large), a blocking recv only when the model says an item (or `closed`) is due. Should
+// such a call block anyway, a watchdog unblocks it and the property fails.
+//
+// CI runs 1,000 sequences (RC_PARAMS=max_success=1000, set in CMakeLists.txt); the long
+// mode is the same binary with a larger RC_PARAMS, see docs/testing.md.
+#include <gtest/gtest.h>
+#include <rapidcheck.h>
+#include <rapidcheck/gtest.h>
+#include <rapidcheck/state.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <hopper/hopper.hpp>
+
+#include "spill_writer.hpp"
+#include "test_util.hpp"
+
+namespace hopper {
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+// Raw bytes of one item in a page: u32 length prefix + cereal's u64 size + the characters.
+constexpr std::uint64_t kItemOverhead = 4 + 8;
+// A call the model says cannot block is declared hung after this long. Generous: it only
+// matters when the library is wrong, and a correct call returns in microseconds.
+constexpr auto kHangLimit = 2s;
+
+std::uint64_t page_bound(std::uint64_t raw) { return detail::SpillWriter::bound(raw); }
+
+// Budgets and layout of one run, drawn by rapidcheck down to the smallest valid values.
+struct Config {
+  std::uint64_t max_memory_bytes = 0;
+  std::uint64_t max_disk_bytes = 0;
+  std::uint64_t segment_bytes = 0;
+  std::uint32_t page_bytes = 0;
+  int compression_level = 1;
+  FullPolicy when_full = FullPolicy::block;
+  SyncPolicy sync = SyncPolicy::none;
+  bool manual_commit = false;
+  int producers = 1;
+
+  bool spill() const { return max_disk_bytes > 0; }
+  bool sync_always() const { return sync == SyncPolicy::always; }
+  // Longest string whose page (alone, with both headers) still fits in a segment.
+  std::uint64_t max_disk_item() const {
+    if (page_bound(kItemOverhead) > segment_bytes) return 0;
+    std::uint64_t lo = 0, hi = segment_bytes;
+    while (lo < hi) {
+      const std::uint64_t mid = (lo + hi + 1) / 2;
+      if (page_bound(kItemOverhead + mid) <= segment_bytes) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+  }
+  Options options(const fs::path& dir) const {
+    Options o;
+    o.directory = dir;
+    o.max_memory_bytes = max_memory_bytes;
+    o.max_disk_bytes = max_disk_bytes;
+    o.segment_bytes = segment_bytes;
+    o.page_bytes = page_bytes;
+    o.compression_level = compression_level;
+    o.when_full = when_full;
+    o.sync = sync;
+    o.sync_interval = 1ms;
+    o.manual_commit = manual_commit;
+    return o;
+  }
+};
+
+std::ostream& operator<<(std::ostream& os, const Config& c) {
+  static const char* syncs[] = {"none", "interval", "always"};
+  return os << "{memory " << c.max_memory_bytes << ", disk " << c.max_disk_bytes << ", segment "
+            << c.segment_bytes << ", page " << c.page_bytes << ", level " << c.compression_level << ", "
+            << (c.when_full == FullPolicy::block ? "block" : "fail") << ", sync "
+            << syncs[static_cast<int>(c.sync)] << (c.manual_commit ? ", manual commit" : "") << ", producers "
+            << c.producers << "}";
+}
+
+rc::Gen<Config> gen_config() {
+  return rc::gen::exec([] {
+    Config c;
+    c.page_bytes = *rc::gen::weightedOneOf<std::uint32_t>({
+        {1, rc::gen::just<std::uint32_t>(1)},
+        {3, rc::gen::inRange<std::uint32_t>(1, 128)},
+        {3, rc::gen::inRange<std::uint32_t>(128, 4096)},
+        {1, rc::gen::inRange<std::uint32_t>(4096, 32768)},
+    });
+    const std::uint64_t min_segment = page_bound(c.page_bytes);
+    if (*rc::gen::weightedElement<bool>({{17, true}, {3, false}})) {  // spilling on
+      c.segment_bytes = min_segment + *rc::gen::weightedOneOf<std::uint64_t>({
+                                          {1, rc::gen::just<std::uint64_t>(0)},
+                                          {2, rc::gen::inRange<std::uint64_t>(0, 3 * min_segment)},
+                                      });
+      c.max_disk_bytes = c.segment_bytes * *rc::gen::inRange<std::uint64_t>(1, 5) +
+                         *rc::gen::weightedOneOf<std::uint64_t>({
+                             {1, rc::gen::just<std::uint64_t>(0)},
+                             {2, rc::gen::inRange<std::uint64_t>(0, c.segment_bytes)},
+                         });
+    } else {
+      // Spilling off: the segment size only shapes the pages written at shutdown.
+      c.segment_bytes = *rc::gen::inRange<std::uint64_t>(1, 4 * min_segment);
+      c.max_disk_bytes = 0;
+    }
+    c.max_memory_bytes = *rc::gen::weightedOneOf<std::uint64_t>({
+        {1, rc::gen::just<std::uint64_t>(1)},
+        {2, rc::gen::inRange<std::uint64_t>(1, 100)},
+        {3, rc::gen::inRange<std::uint64_t>(100, 4096)},
+        {1, rc::gen::inRange<std::uint64_t>(4096, 65536)},
+    });
+    c.compression_level = *rc::gen::element(-7, -1, 1, 3);
+    c.when_full = *rc::gen::element(FullPolicy::block, FullPolicy::fail);
+    c.sync = *rc::gen::weightedOneOf<SyncPolicy>({
+        {6, rc::gen::just(SyncPolicy::none)},
+        {2, rc::gen::just(SyncPolicy::interval)},
+        {2, rc::gen::just(c.spill() ? SyncPolicy::always : SyncPolicy::none)},
+    });
+    c.manual_commit = *rc::gen::weightedElement<bool>({{1, true}, {3, false}});
+    c.producers = *rc::gen::inRange(1, 5);
+    return c;
+  });
+}
+
+// How one item is made: its length and how its bytes are filled. The bytes themselves are
+// made when the command runs, so that every item of 8 bytes or more is distinct.
+struct ItemSpec {
+  std::uint64_t size = 0;
+  bool random_bytes = false;  // incompressible, so pages reach their worst-case size
+  std::uint32_t seed = 0;
+};
+
+std::ostream& operator<<(std::ostream& os, const ItemSpec& s) {
+  return os << s.size << " bytes" << (s.random_bytes ? " random" : "");
+}
+
+rc::Gen<ItemSpec> gen_item(const Config& c) {
+  return rc::gen::exec([c] {
+    const auto near = [](std::int64_t centre) {
+      return rc::gen::map(rc::gen::inRange<std::int64_t>(-3, 4), [centre](std::int64_t d) {
+        return static_cast<std::uint64_t>(std::max<std::int64_t>(0, centre + d));
+      });
+    };
+    ItemSpec s;
+    s.size = *rc::gen::weightedOneOf<std::uint64_t>({
+        {2, rc::gen::just<std::uint64_t>(0)},
+        {4, rc::gen::inRange<std::uint64_t>(1, 17)},  // around the short-string boundary
+        {4, rc::gen::inRange<std::uint64_t>(17, 300)},
+        {2, near(static_cast<std::int64_t>(c.page_bytes) - static_cast<std::int64_t>(kItemOverhead))},
+        {1, near(static_cast<std::int64_t>(c.max_disk_item()))},        // the too_large boundary
+        {1, near(static_cast<std::int64_t>(c.max_memory_bytes) - 33)},  // footprint near the budget
+    });
+    s.random_bytes = *rc::gen::arbitrary<bool>();
+    s.seed = *rc::gen::arbitrary<std::uint32_t>();
+    return s;
+  });
+}
+
+// Runs `call`, which the model says cannot block, on a thread of its own. If it is still
+// blocked after kHangLimit, `unblock` (run here) releases it and the property fails.
+template <class Call, class Unblock>
+Status without_hanging(Call call, Unblock unblock, const std::string& what) {
+  std::promise<Status> done;
+  std::future<Status> result = done.get_future();
+  std::thread t([&] { done.set_value(call()); });
+  if (result.wait_for(kHangLimit) == std::future_status::timeout) {
+    unblock();
+    t.join();
+    RC_FAIL(what + " blocked, although the model says it cannot wait");
+  }
+  t.join();
+  return result.get();
+}
+
+// The queue, its handles and the model of what it must deliver. Not thread-safe.
+class QueueUnderTest {
+ public:
+  QueueUnderTest(const Config& c, const fs::path& dir) : config_(c), options_(c.options(dir)), dir_(dir) {
+    RC_ASSERT(validate(options_).ok());
+    // One page at its worst: sealed at page_bytes, so it holds less than that plus its last
+    // item, and it can never outgrow a segment.
+    page_worst_ = c.spill() ? std::min(c.segment_bytes, page_bound(c.page_bytes + kItemOverhead + c.max_disk_item())) : 0;
+    open();
+  }
+
+  const Config& config() const { return config_; }
+  std::deque<std::string>& model() { return model_; }
+  Stats stats() const { return receiver_->stats(); }
+  Sender<std::string>& sender(int i) { return senders_[static_cast<std::size_t>(i)]; }
+  bool sender_open(int i) const { return open_[static_cast<std::size_t>(i)]; }
+  void close_sender(int i) {
+    senders_[static_cast<std::size_t>(i)].close();
+    open_[static_cast<std::size_t>(i)] = false;
+  }
+  void close_all_senders() {
+    for (int i = 0; i < config_.producers; ++i) close_sender(i);
+  }
+  bool all_senders_closed() const { return std::none_of(open_.begin(), open_.end(), [](bool b) { return b; }); }
+  Receiver<std::string>& receiver() { return *receiver_; }
+
+  std::string make_item(const ItemSpec& s) {
+    const std::uint64_t serial = ++serial_;
+    std::string item(s.size, static_cast<char>('a' + s.seed % 26));
+    if (s.random_bytes) {
+      std::uint64_t x = (static_cast<std::uint64_t>(s.seed) << 1 | 1) * 0x9e3779b97f4a7c15ull ^ serial;
+      for (char& ch : item) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ch = static_cast<char>(x);
+      }
+    }
+    if (item.size() >= 8)
+      for (int b = 0; b < 8; ++b) item[static_cast<std::size_t>(b)] = static_cast<char>(serial >> (8 * b));
+    return item;
+  }
+
+  // A receive returned `got`.
+  void received(const std::string& got) {
+    RC_ASSERT(!model_.empty());
+    RC_ASSERT(got == model_.front());
+    model_.pop_front();
+    if (config_.manual_commit) uncommitted_.push_back(got);
+  }
+
+  void committed() {
+    uncommitted_.clear();
+    if (model_.empty()) no_files_left();
+  }
+
+  // A receive reported that nothing is due (empty, timeout or closed): the model must
+  // agree, and nothing may be left behind, in memory or on disk.
+  void drained() {
+    RC_ASSERT(model_.empty());
+    const Stats st = stats();
+    RC_ASSERT(st.memory_items == 0u);
+    RC_ASSERT(st.disk_items == 0u);
+    // With manual_commit, what was received stays charged, and on disk, until committed.
+    if (uncommitted_.empty()) no_files_left();
+  }
+
+  // Every handle goes: the queue writes what it holds to disk.
+  void close_all() {
+    const Stats st = stats();
+    // Shutdown may write every undelivered (or uncommitted) item as a page of its own, on
+    // top of what is on disk now.
+    std::uint64_t persisted = 0;
+    for (const std::string& item : model_) persisted += page_bound(kItemOverhead + item.size());
+    for (const std::string& item : uncommitted_) persisted += page_bound(kItemOverhead + item.size());
+    disk_carry_ = st.disk_bytes + persisted;
+    senders_.clear();
+    open_.clear();
+    receiver_.reset();
+    // Received but not committed: delivered again, first.
+    model_.insert(model_.begin(), uncommitted_.begin(), uncommitted_.end());
+    uncommitted_.clear();
+  }
+
+  void open() {
+    auto ch = channel<std::string>(options_);
+    RC_ASSERT(ch.ok());
+    receiver_.emplace(std::move(ch->receiver));
+    Sender<std::string> first = std::move(ch->sender);
+    for (int i = 1; i < config_.producers; ++i) senders_.push_back(first);
+    senders_.push_back(std::move(first));
+    open_.assign(senders_.size(), true);
+  }
+
+  void reopen() {
+    close_all();
+    open();
+    const Stats st = stats();
+    RC_ASSERT(st.memory_items == 0u);
+    RC_ASSERT(st.items_recovered == st.disk_items);
+    RC_ASSERT(st.disk_items == model_.size());
+    if (!damaged_ever_) {
+      RC_ASSERT(st.corrupt_pages == 0u);
+      RC_ASSERT(st.torn_bytes == 0u);
+    }
+  }
+
+  // Flips the bits of `mask` in one byte of one segment file, opens again and receives
+  // everything due. What comes back must be the model's items with at most one contiguous
+  // run missing — the items of the one damaged page — nothing invented, nothing twice,
+  // order kept; a missing run must show in Stats. The model becomes what came back.
+  void corrupt_and_reopen(std::uint32_t file_pick, std::uint64_t offset_pick, unsigned char mask) {
+    close_all();
+    const auto files = test::segment_files(dir_);
+    if (!files.empty()) {
+      const fs::path& f = files[file_pick % files.size()];
+      std::string bytes = test::read_file(f);
+      if (!bytes.empty()) {
+        bytes[offset_pick % bytes.size()] ^= static_cast<char>(mask);
+        test::write_file(f, bytes);
+        damaged_ever_ = true;
+      }
+    }
+    open();
+    const Stats st = stats();
+    RC_ASSERT(st.memory_items == 0u);
+    RC_ASSERT(st.items_recovered == st.disk_items);
+    RC_ASSERT(st.disk_items <= model_.size());
+
+    std::vector<std::string> got;
+    std::string out;
+    Status s;
+    while ((s = receiver_->try_recv(out)).ok()) got.push_back(out);
+    RC_ASSERT(s.code() == Errc::empty);
+    RC_ASSERT(got.size() == st.disk_items);
+
+    const std::size_t lost = model_.size() - got.size();
+    std::size_t same = 0;  // the run starts at the first mismatch (sound for a single run)
+    while (same < got.size() && got[same] == model_[same]) ++same;
+    for (std::size_t k = same; k < got.size(); ++k) RC_ASSERT(got[k] == model_[k + lost]);
+    if (lost > 0) {
+      RC_ASSERT(st.corrupt_pages + st.torn_bytes > 0u);
+      // No more than one page holds: a page is sealed once it reaches page_bytes, and
+      // every item takes at least kItemOverhead raw bytes.
+      RC_ASSERT(lost <= (config_.page_bytes + kItemOverhead - 1) / kItemOverhead + 1);
+    }
+    model_.clear();
+    if (config_.manual_commit) uncommitted_.assign(got.begin(), got.end());
+    drained();
+  }
+
+  // After every command.
+  void check_invariants() {
+    const Stats st = stats();
+    RC_ASSERT(st.memory_bytes <= options_.max_memory_bytes);
+    const std::uint64_t disk_limit = std::max(options_.max_disk_bytes + page_worst_, disk_carry_);
+    RC_ASSERT(st.disk_bytes <= disk_limit);
+    // A shutdown's excess stays allowed while its backlog is read; what is freed may not
+    // be taken again beyond the budget.
+    disk_carry_ = std::min(disk_carry_, st.disk_bytes);
+    RC_ASSERT(st.memory_items + st.disk_items == model_.size());
+    // The accounting matches the directory.
+    const auto files = test::segment_files(dir_);
+    std::uint64_t bytes = 0;
+    for (const auto& f : files) bytes += fs::file_size(f);
+    RC_ASSERT(st.segments == files.size());
+    RC_ASSERT(st.disk_bytes == bytes);
+  }
+
+  // recv would wait for an item that is not there.
+  bool recv_may_block() const { return model_.empty() && !all_senders_closed(); }
+
+ private:
+  void no_files_left() {
+    const Stats st = stats();
+    RC_ASSERT(st.memory_bytes == 0u);
+    RC_ASSERT(test::segment_files(dir_).empty());
+  }
+
+  Config config_;
+  Options options_;
+  fs::path dir_;
+  std::uint64_t page_worst_ = 0;
+  std::uint64_t disk_carry_ = 0;
+  std::uint64_t serial_ = 0;
+  bool damaged_ever_ = false;
+  std::vector<Sender<std::string>> senders_;
+  std::vector<bool> open_;
+  std::optional<Receiver<std::string>> receiver_;
+  std::deque<std::string> model_;        // due, in order
+  std::deque<std::string> uncommitted_;  // manual_commit: received since the last commit
+};
+
+// The commands. Each is an immutable value drawn by rapidcheck (its constructor draws its
+// arguments); run() acts on the queue and checks the outcome against the model.
+using Command = rc::state::Command<Config, QueueUnderTest>;
+
+// ---- sends ----------------------------------------------------------------------------
+
+enum class SendKind { send_move, send_copy, try_send, send_for };
+
+struct Send : Command {
+  int handle = 0;
+  ItemSpec spec;
+  SendKind kind = SendKind::send_move;
+
+  explicit Send(const Config& c)
+      : handle(*rc::gen::inRange(0, c.producers)),
+        spec(*gen_item(c)),
+        kind(*rc::gen::element(SendKind::send_move, SendKind::send_copy, SendKind::try_send, SendKind::send_for)) {}
+
+  void run(const Config& c, QueueUnderTest& q) const override {
+    std::string item = q.make_item(spec);
+    const std::string original = item;
+    const Stats before = q.stats();
+    const std::uint64_t fp = footprint(item);
+    // Memory is not used under SyncPolicy::always.
+    const bool fits = !c.sync_always() && before.memory_bytes + fp <= c.max_memory_bytes;
+    const bool too_big_for_disk = page_bound(kItemOverhead + item.size()) > c.segment_bytes;
+    const bool certainly_too_large = c.spill() ? (!fits && too_big_for_disk) : fp > c.max_memory_bytes;
+    // Under FullPolicy::block a send could wait forever here. It cannot when the item fits
+    // in memory (it goes there, or to the open page) or is certain to be too large.
+    SendKind k = kind;
+    if ((k == SendKind::send_move || k == SendKind::send_copy) && c.when_full == FullPolicy::block && !fits &&
+        !certainly_too_large)
+      k = SendKind::try_send;
+
+    Sender<std::string>& s = q.sender(handle);
+    Status st;
+    switch (k) {
+      case SendKind::send_move:
+        st = without_hanging([&] { return s.send(std::move(item)); }, [&] { q.receiver().close(); }, "send");
+        break;
+      case SendKind::send_copy:
+        st = without_hanging([&] { return s.send(item); }, [&] { q.receiver().close(); }, "send(const&)");
+        break;
+      case SendKind::try_send: st = s.try_send(std::move(item)); break;
+      case SendKind::send_for: st = s.send_for(std::move(item), 0ms); break;
+    }
+    if (!st.ok()) RC_ASSERT(item == original);  // a refused item is untouched
+
+    if (!q.sender_open(handle)) {
+      RC_ASSERT(st.code() == Errc::closed);
+      return;
+    }
+    // Room is certain when memory has room and no spilled backlog keeps senders on disk,
+    // or (spilling) when the disk is empty, so that the item's own page fits the budget.
+    const bool memory_certain = fits && before.disk_items == 0 &&
+                                (!c.spill() || before.memory_bytes == 0 || before.memory_bytes + fp <= c.max_memory_bytes / 2);
+    const bool disk_certain = c.spill() && !too_big_for_disk && before.disk_items == 0 && before.disk_bytes == 0;
+    switch (st.code()) {
+      case Errc::ok:
+        q.model().push_back(original);
+        break;
+      case Errc::full:
+      case Errc::timeout:
+        RC_ASSERT(st.code() == (k == SendKind::send_for ? Errc::timeout : Errc::full));
+        RC_ASSERT(k == SendKind::try_send || k == SendKind::send_for || c.when_full == FullPolicy::fail);
+        // `full` only when memory has no room for it, and (spilling) the disk has none either.
+        RC_ASSERT(!fits);
+        RC_ASSERT(!memory_certain);
+        RC_ASSERT(!disk_certain);
+        RC_ASSERT(!certainly_too_large);
+        break;
+      case Errc::too_large:
+        if (c.spill()) {
+          RC_ASSERT(too_big_for_disk);
+        } else {
+          RC_ASSERT(fp > c.max_memory_bytes);
+        }
+        RC_ASSERT(!memory_certain);
+        break;
+      default:
+        RC_FAIL("unexpected send status " + st.message());
+    }
+    if (certainly_too_large) RC_ASSERT(st.code() == Errc::too_large);
+    if (!c.spill() && fits) RC_ASSERT(st.ok());
+  }
+
+  void show(std::ostream& os) const override {
+    static const char* names[] = {"send", "send(const&)", "try_send", "send_for(0ms)"};
+    os << names[static_cast<int>(kind)] << " on sender " << handle << ": " << spec;
+  }
+};
+
+// ---- receives -------------------------------------------------------------------------
+
+// A receive found nothing: which codes fit, and the model must be drained.
+void nothing_due(QueueUnderTest& q, const Status& st, bool may_be_empty, bool may_time_out) {
+  switch (st.code()) {
+    case Errc::closed: RC_ASSERT(q.all_senders_closed()); break;
+    case Errc::empty: RC_ASSERT(may_be_empty); RC_ASSERT(!q.all_senders_closed()); break;
+    case Errc::timeout: RC_ASSERT(may_time_out); RC_ASSERT(!q.all_senders_closed()); break;
+    default: RC_FAIL("unexpected receive status " + st.message());
+  }
+  q.drained();
+}
+
+enum class RecvKind { recv, try_recv, recv_for };
+
+struct Recv : Command {
+  RecvKind kind = *rc::gen::element(RecvKind::recv, RecvKind::try_recv, RecvKind::recv_for);
+
+  void run(const Config&, QueueUnderTest& q) const override {
+    RecvKind k = kind;
+    if (k == RecvKind::recv && q.recv_may_block()) k = RecvKind::recv_for;
+    std::string out;
+    Status st;
+    switch (k) {
+      case RecvKind::recv:
+        st = without_hanging([&] { return q.receiver().recv(out); }, [&] { q.close_all_senders(); }, "recv");
+        break;
+      case RecvKind::try_recv: st = q.receiver().try_recv(out); break;
+      case RecvKind::recv_for: st = q.receiver().recv_for(out, 1ms); break;
+    }
+    if (st.ok()) return q.received(out);
+    nothing_due(q, st, k == RecvKind::try_recv, k == RecvKind::recv_for);
+  }
+
+  void show(std::ostream& os) const override {
+    static const char* names[] = {"recv", "try_recv", "recv_for(1ms)"};
+    os << names[static_cast<int>(kind)];
+  }
+};
+
+struct RecvMany : Command {
+  RecvKind kind = *rc::gen::element(RecvKind::recv, RecvKind::try_recv, RecvKind::recv_for);
+  std::size_t max = *rc::gen::inRange<std::size_t>(0, 20);
+
+  void run(const Config&, QueueUnderTest& q) const override {
+    RecvKind k = kind;
+    if (k == RecvKind::recv && q.recv_may_block() && max > 0) k = RecvKind::recv_for;
+    std::vector<std::string> out;
+    Status st;
+    switch (k) {
+      case RecvKind::recv:
+        st = without_hanging([&] { return q.receiver().recv_many(out, max); }, [&] { q.close_all_senders(); },
+                             "recv_many");
+        break;
+      case RecvKind::try_recv: st = q.receiver().try_recv_many(out, max); break;
+      case RecvKind::recv_for: st = q.receiver().recv_many_for(out, max, 1ms); break;
+    }
+    RC_ASSERT(out.size() <= max);
+    if (max == 0) {
+      RC_ASSERT(st.ok());
+      RC_ASSERT(out.empty());
+      return;
+    }
+    if (!st.ok()) {
+      RC_ASSERT(out.empty());
+      return nothing_due(q, st, k == RecvKind::try_recv, k == RecvKind::recv_for);
+    }
+    RC_ASSERT(!out.empty());
+    for (const std::string& item : out) q.received(item);
+  }
+
+  void show(std::ostream& os) const override {
+    static const char* names[] = {"recv_many", "try_recv_many", "recv_many_for(1ms)"};
+    os << names[static_cast<int>(kind)] << " up to " << max;
+  }
+};
+
+// Receives until the queue says there is nothing left.
+struct Drain : Command {
+  void run(const Config&, QueueUnderTest& q) const override {
+    std::string out;
+    for (;;) {
+      Status st = q.receiver().try_recv(out);
+      if (!st.ok()) return nothing_due(q, st, true, false);
+      q.received(out);
+    }
+  }
+  void show(std::ostream& os) const override { os << "drain"; }
+};
+
+// ---- the rest -------------------------------------------------------------------------
+
+struct Flush : Command {
+  int handle = 0;
+  explicit Flush(const Config& c) : handle(*rc::gen::inRange(0, c.producers)) {}
+  void run(const Config&, QueueUnderTest& q) const override {
+    const Status st = q.sender(handle).flush();
+    RC_ASSERT(st.code() == (q.sender_open(handle) ? Errc::ok : Errc::closed));
+  }
+  void show(std::ostream& os) const override { os << "flush on sender " << handle; }
+};
+
+struct Commit : Command {
+  void run(const Config&, QueueUnderTest& q) const override {
+    RC_ASSERT(q.receiver().commit().ok());
+    q.committed();
+  }
+  void show(std::ostream& os) const override { os << "commit"; }
+};
+
+struct CloseSender : Command {
+  int handle = 0;
+  explicit CloseSender(const Config& c) : handle(*rc::gen::inRange(0, c.producers)) {}
+  void run(const Config&, QueueUnderTest& q) const override { q.close_sender(handle); }
+  void show(std::ostream& os) const override { os << "close sender " << handle; }
+};
+
+struct Reopen : Command {
+  void run(const Config&, QueueUnderTest& q) const override { q.reopen(); }
+  void show(std::ostream& os) const override { os << "reopen"; }
+};
+
+struct CorruptReopen : Command {
+  std::uint32_t file_pick = *rc::gen::arbitrary<std::uint32_t>();
+  std::uint64_t offset_pick = *rc::gen::arbitrary<std::uint64_t>();
+  unsigned char mask = *rc::gen::inRange<int>(1, 256);
+  void run(const Config&, QueueUnderTest& q) const override { q.corrupt_and_reopen(file_pick, offset_pick, mask); }
+  void show(std::ostream& os) const override {
+    os << "corrupt-then-reopen (file pick " << file_pick << ", offset pick " << offset_pick << ", mask "
+       << int(mask) << ")";
+  }
+};
+
+// Runs one command, then checks what holds after every command.
+template <class C>
+struct Checked : C {
+  using C::C;
+  void run(const Config& c, QueueUnderTest& q) const override {
+    C::run(c, q);
+    q.check_invariants();
+  }
+};
+
+RC_GTEST_PROP(Model, RandomCommandSequencesMatchADeque, ()) {
+  const Config config = *gen_config();
+  RC_TAG(config.spill() ? "spilling" : "memory only");
+  test::TempDir dir;
+  QueueUnderTest q(config, dir.path());
+  // Sends are the most frequent command; the others come often enough to interleave.
+  rc::state::check(config, q,
+                   rc::state::gen::execOneOfWithArgs<
+                       Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>,
+                       Checked<Recv>, Checked<Recv>, Checked<Recv>, Checked<RecvMany>, Checked<Drain>,
+                       Checked<Flush>, Checked<Commit>, Checked<CloseSender>, Checked<Reopen>,
+                       Checked<CorruptReopen>>());
+}
+
+// ---- regressions found by the model ---------------------------------------------------
+
+// A copy of a Sender must apply Options::when_full as the original does. Found by the
+// model: a copied sender under FullPolicy::fail blocked in send() instead of returning full.
+TEST(ModelRegression, CopiedSenderKeepsFailPolicy) {
+  test::TempDir dir;
+  Options o;
+  o.directory = dir.path();
+  o.max_memory_bytes = 64;
+  o.max_disk_bytes = 0;
+  o.when_full = FullPolicy::fail;
+  auto ch = channel<std::uint64_t>(o);
+  ASSERT_TRUE(ch.ok()) << ch.status().message();
+  Sender<std::uint64_t> copy = ch->sender;
+  std::uint64_t accepted = 0;
+  while (ch->sender.send(std::uint64_t{accepted}).ok()) ++accepted;  // memory is now full
+  ASSERT_GT(accepted, 0u);
+  // The copy must fail at once as well. (If it blocks, the watchdog closes the receiver,
+  // which releases it with `closed`.)
+  auto result = std::async(std::launch::async, [&] { return copy.send(std::uint64_t{99}); });
+  if (result.wait_for(kHangLimit) == std::future_status::timeout) ch->receiver.close();
+  EXPECT_EQ(result.get().code(), Errc::full);
+}
+
+TEST(ModelRegression, CopiedSenderKeepsDropOldestPolicy) {
+  test::TempDir dir;
+  Options o;
+  o.directory = dir.path();
+  o.max_memory_bytes = 64;
+  o.max_disk_bytes = 0;
+  o.when_full = FullPolicy::drop_oldest;
+  auto ch = channel<std::uint64_t>(o);
+  ASSERT_TRUE(ch.ok()) << ch.status().message();
+  Sender<std::uint64_t> copy = ch->sender;
+  for (std::uint64_t i = 0; i < 8; ++i) ASSERT_TRUE(ch->sender.send(std::uint64_t{i}).ok());  // 8 x 8 bytes: full
+  // drop_oldest: try_send on any handle discards the oldest item to make room.
+  EXPECT_TRUE(copy.try_send(std::uint64_t{100}).ok());
+  // Copy assignment too: a handle of another queue, under another policy, takes this
+  // queue's policy along with the queue.
+  test::TempDir other_dir;
+  o.directory = other_dir.path();
+  o.when_full = FullPolicy::fail;
+  auto other = channel<std::uint64_t>(o);
+  ASSERT_TRUE(other.ok()) << other.status().message();
+  Sender<std::uint64_t> assigned = other->sender;
+  assigned = ch->sender;
+  EXPECT_TRUE(assigned.try_send(std::uint64_t{101}).ok());
+}
+
+}  // namespace
+}  // namespace hopper
