@@ -7,14 +7,21 @@
 // Oracles:
 //   - PageDecoder accepts exactly the pages that page_oracle.cpp (written from the grammar
 //     in docs/format.md) accepts, and then yields the same raw bytes;
+//   - it never grows its output buffer beyond what the payload can decompress to
+//     (ZSTD_decompressBound), whatever the header claims: a page's memory is bounded by
+//     its bytes, not by a length field;
 //   - ItemCursor over any bytes returns items that lie inside them, in order, and reports
 //     a malformed tail as !ok();
 //   - decode<T> either refuses, or accepts bytes that are exactly encode<T> of the value.
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
+
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_decompressBound (exported by libzstd.so)
+#include <zstd.h>
 
 #include <hopper/hopper.hpp>
 
@@ -75,7 +82,17 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
   static detail::PageDecoder decoder;  // reused, as the reader reuses it: state must not leak
   std::string raw = "left over from an earlier page";
+  const std::size_t capacity_before = raw.capacity();
   const Status s = decoder.decode(page, expected_segment, raw);
+  if (page.size() >= format::kPageHeaderSize) {
+    const unsigned long long bound =
+        ZSTD_decompressBound(page.data() + format::kPageHeaderSize, page.size() - format::kPageHeaderSize);
+    const std::size_t most = ZSTD_isError(bound) || bound == ZSTD_CONTENTSIZE_ERROR ? 0 : static_cast<std::size_t>(bound);
+    HOPPER_FUZZ_CHECK(raw.capacity() <= std::max(capacity_before, most) + 4096,
+                      "decoding a page of " + std::to_string(page.size()) + " bytes made its output buffer " +
+                          std::to_string(raw.capacity()) + " bytes, more than its payload can decompress to (" +
+                          std::to_string(most) + "): " + s.message());
+  }
   const auto want = fuzz::oracle_page(page, expected_segment);
   HOPPER_FUZZ_CHECK(s.ok() == want.has_value(),
                     std::string("PageDecoder says ") + s.message() + ", the grammar says " +

@@ -1,5 +1,6 @@
 #include "segment_reader.hpp"
 
+#define ZSTD_STATIC_LINKING_ONLY  // ZSTD_decompressBound (exported by libzstd.so)
 #include <zstd.h>
 
 #include "format.hpp"
@@ -22,9 +23,14 @@ Status PageDecoder::decode(std::string_view page, std::uint64_t expected_segment
   if (h->segment != expected_segment)
     return Status(Errc::corrupt, "page belongs to segment " + std::to_string(h->segment));
   if (h->raw_len > format::kMaxRawPage) return Status(Errc::corrupt, "page raw length too large");
-  raw.resize(h->raw_len);
+  // Before allocating raw_len bytes, make sure the frame says so and can produce that much:
+  // memory for a page is bounded by the page's bytes, never by a length field alone.
   const unsigned long long content = ZSTD_getFrameContentSize(payload.data(), payload.size());
   if (content != h->raw_len) return Status(Errc::corrupt, "zstd frame size does not match page header");
+  const unsigned long long bound = ZSTD_decompressBound(payload.data(), payload.size());
+  if (ZSTD_isError(bound) || bound == ZSTD_CONTENTSIZE_ERROR || bound < h->raw_len)
+    return Status(Errc::corrupt, "zstd frame cannot decompress to the page's raw length");
+  raw.resize(h->raw_len);
   const std::size_t n = ZSTD_decompressDCtx(dctx_.get(), raw.data(), raw.size(), payload.data(), payload.size());
   if (ZSTD_isError(n)) return Status(Errc::corrupt, std::string("zstd: ") + ZSTD_getErrorName(n));
   if (n != h->raw_len) return Status(Errc::corrupt, "zstd frame shorter than page header says");
