@@ -315,8 +315,8 @@ class Sink:
         for t in self.threads:
             t.join(5)
         self.threads = []
-        if keep_port:
-            self.reserve()
+        # The connections go first: reserving the port may wait for it (up to 3 s), and a
+        # downstream that is "down" must not go on reading meanwhile.
         with self.lock:
             conns, self.conns = self.conns, []
         for c in conns:
@@ -325,6 +325,8 @@ class Sink:
             except OSError:
                 pass
             c.close()
+        if keep_port:
+            self.reserve()
 
     def snapshot(self):
         with self.lock:
