@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #include "format.hpp"
 
@@ -128,17 +129,24 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir) {
 
   std::vector<PageRef> all;
   std::vector<RecoveredSegment> found;
-  std::string image;
+  // One buffer for every segment's image, replaced (not grown) when a larger file comes:
+  // growing a string would double its capacity and keep two images alive at once.
+  std::unique_ptr<char[]> buffer;
+  std::uint64_t buffer_size = 0;
   for (std::uint64_t number : numbers) {
     const auto path = dir / format::segment_file_name(number);
     auto f = fs.open(path, OpenMode::append);
     if (!f.ok()) return f.status();
     auto size = (*f)->size();
     if (!size.ok()) return size.status();
-    image.resize(*size);
-    auto got = (*f)->read_at(0, image.data(), image.size());
+    if (*size > buffer_size) {
+      buffer.reset();
+      buffer = std::make_unique_for_overwrite<char[]>(*size);
+      buffer_size = *size;
+    }
+    auto got = (*f)->read_at(0, buffer.get(), *size);
     if (!got.ok()) return got.status();
-    image.resize(*got);
+    const std::string_view image(buffer.get(), *got);
     SegmentScan scan = scan_segment(image, number);
     if (scan.header_ok && scan.version != format::kVersion)
       return Status(Errc::corrupt, path.native() + ": written by format version " +
@@ -179,8 +187,10 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir) {
     expect = end;
     rec.items += p.count - p.skip;
     rec.pages.push_back(p);
-    for (auto& s : found)
-      if (s.number == p.segment) ++s.pages;
+    // `found` is in segment-number order: a binary search, not a scan per page.
+    auto seg = std::lower_bound(found.begin(), found.end(), p.segment,
+                                [](const RecoveredSegment& s, std::uint64_t n) { return s.number < n; });
+    if (seg != found.end() && seg->number == p.segment) ++seg->pages;
   }
   rec.next_seq = max_end;
   rec.cursor = cursor;
