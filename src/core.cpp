@@ -371,8 +371,31 @@ void Core::retire_active_if_read(std::unique_lock<std::mutex>& lk) {
   const std::uint64_t number = *d.active_segment;
   auto it = d.segments.find(number);
   if (it == d.segments.end() || it->second.unread > 0 || it->second.max_end > commit_position()) return;
+  if (keep_read_active(it->second.bytes)) return;
   retire_segment(number);
   remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
+}
+
+bool Core::keep_read_active(std::uint64_t bytes) const noexcept {
+  // Retiring a read active segment gives its bytes back at once, but the next page then
+  // opens a new segment; when syncing (interval, always) a new segment costs a directory
+  // fsync, which with a receiver that keeps up would come once per group commit. So then
+  // it is kept until it holds a quarter of segment_bytes, or a sender waits for room.
+  return opt_.sync != SyncPolicy::none && bytes < opt_.segment_bytes / 4 && room_waiters == 0;
+}
+
+bool Core::reclaim_read_active(std::unique_lock<std::mutex>& lk) {
+  DiskState& d = *d_;
+  if (d.writing || !d.active_segment) return false;
+  const std::uint64_t number = *d.active_segment;
+  auto it = d.segments.find(number);
+  if (it == d.segments.end() || it->second.unread > 0 || it->second.max_end > commit_position()) return false;
+  d.writing = true;
+  retire_segment(number);
+  remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
+  d.writing = false;
+  if (senders_waiting > 0) sender_cv.notify_all();
+  return true;
 }
 
 void Core::retire_segment(std::uint64_t number) {
@@ -586,13 +609,14 @@ void Core::finish_page() {
   auto it = d.segments.find(read_segment_);
   if (it == d.segments.end() || --it->second.unread > 0) return;
   if (it->second.max_end > commit_position()) return;  // commit() releases it
-  d.reader.forget(read_segment_);
-  const std::size_t before = d.segments.size();
+  const bool active = it->second.active;
+  if (!active) d.reader.forget(read_segment_);  // an active one may be kept for more pages
   release_segment(lk, read_segment_);
-  if (d.segments.size() < before && !opt_.manual_commit) {
-    // Record how far delivery got, so that after a crash the deleted segment's items are
-    // known delivered rather than missing. Advisory: not synced, and a failure only means
-    // a later restart reports a gap that is not a loss.
+  if (!opt_.manual_commit) {
+    // Record how far delivery got: after a crash, the items of a deleted segment are then
+    // known delivered rather than missing, and those of one kept for more appends are not
+    // delivered again. Advisory: not synced, and a failure only means a later restart
+    // reports a gap that is not a loss, or redelivers.
     lk.unlock();
     (void)write_cursor(deliver_seq_, false);
   }
@@ -611,6 +635,7 @@ void Core::release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t numbe
   // Everything written to the active segment is read. Retire it now, if the writer is not
   // using it, so its space comes back; the next page starts a new segment.
   if (d.writing) return;  // the writer is appending to it: it will be read, and retired then
+  if (keep_read_active(it->second.bytes)) return;  // kept for more appends
   d.writing = true;
   retire_segment(number);
   remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
@@ -618,12 +643,16 @@ void Core::release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t numbe
   if (senders_waiting > 0) sender_cv.notify_all();
 }
 
+// received_ is written by the receiver alone (stats() reads it from any thread), so a
+// relaxed load and store suffice: no read-modify-write on the receive path.
 void Core::delivered_memory_item() noexcept {
   ++deliver_seq_;
-  received_.fetch_add(1, std::memory_order_relaxed);
+  received_.store(received_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
 
-void Core::delivered_disk_item() noexcept { received_.fetch_add(1, std::memory_order_relaxed); }
+void Core::delivered_disk_item() noexcept {
+  received_.store(received_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
 
 void Core::corrupt_item() noexcept { d_->corrupt_items.fetch_add(1, std::memory_order_relaxed); }
 
@@ -691,6 +720,12 @@ Status Core::persist(std::vector<RawPage> memory_pages) {
   auto keep = [&](Status s) {
     if (first.ok() && !s.ok()) first = std::move(s);
   };
+  {
+    // An active segment read to the end and kept for more appends (keep_read_active) has
+    // no more coming: it goes now, so a clean shutdown of a drained queue leaves no file.
+    std::unique_lock lk(mu);
+    (void)reclaim_read_active(lk);
+  }
   // The rest of a page the receiver took from RAM exists nowhere else.
   if (!read_from_file_ && read_left_ > 0) {
     memory_pages.insert(memory_pages.begin(),

@@ -14,6 +14,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -139,6 +140,68 @@ TEST(Always, StatsCountTheSyncs) {
   const Stats st = ch->receiver.stats();
   EXPECT_GE(st.syncs, 5u) << "one producer, five sends: nothing to share a sync with";
   EXPECT_EQ(st.syncs, ffs->counters().syncs);
+}
+
+// A receiver that keeps up reads each page as soon as it is synced. The segment it read is
+// the one the writer appends to: retiring it at once would make every send create a new
+// segment and fsync the directory (one extra fsync and a create and an unlink per item).
+TEST(Always, AReceiverThatKeepsUpDoesNotCostANewSegmentPerItem) {
+  TempDir dir;
+  auto ffs = FaultFileSystem::create();
+  Options o = fault_options(dir.path(), ffs);
+  o.sync = SyncPolicy::always;
+  o.segment_bytes = 64 << 10;
+  auto ch = open_channel<std::string>(o);
+  ASSERT_TRUE(ch);
+  std::string got;
+  for (std::uint32_t i = 0; i < 100; ++i) {
+    ASSERT_TRUE(ch->sender.send(tagged(0, i)).ok());
+    ASSERT_TRUE(ch->receiver.try_recv(got).ok());
+    ASSERT_EQ(got, tagged(0, i));
+  }
+  const FaultCounters c = ffs->counters();
+  EXPECT_GE(c.syncs, 100u) << "every item is synced before it is acknowledged";
+  EXPECT_LE(c.dir_syncs, 3u) << "a new segment (and a directory fsync) per item";
+  EXPECT_LE(test::segment_files(dir.path()).size(), 1u);
+  // Kept, it is still removed at a clean shutdown: nothing of it is unread.
+  ch.reset();
+  EXPECT_TRUE(test::segment_files(dir.path()).empty());
+}
+
+// The kept segment's bytes count against the disk budget; a sender that needs them gets
+// them back at once instead of being told the disk is full.
+TEST(Always, AReadSegmentKeptForAppendsGivesItsRoomToASenderThatNeedsIt) {
+  TempDir dir;
+  auto ffs = FaultFileSystem::create();
+  Options o = fault_options(dir.path(), ffs);
+  o.sync = SyncPolicy::always;
+  o.segment_bytes = 64 << 10;
+  o.max_disk_bytes = 64 << 10;
+  o.page_bytes = 16 << 10;
+  o.when_full = FullPolicy::fail;
+  auto ch = channel<std::string>(o);
+  ASSERT_TRUE(ch.ok()) << ch.status().message();
+  // Random (incompressible) items of 4 KiB: three stay under a quarter of segment_bytes.
+  std::mt19937_64 rng(7);
+  std::string got;
+  std::uint64_t kept_bytes = 0;
+  for (std::uint32_t i = 0; i < 3; ++i) {
+    std::string item(4 << 10, '\0');
+    for (char& ch_ : item) ch_ = static_cast<char>(rng());
+    ASSERT_TRUE(ch->sender.send(std::move(item)).ok());
+    ASSERT_TRUE(ch->receiver.try_recv(got).ok());
+  }
+  kept_bytes = ch->receiver.stats().disk_bytes;
+  ASSERT_GT(kept_bytes, 0u) << "the read segment was not kept: nothing to test";
+  ASSERT_LT(kept_bytes, o.segment_bytes / 4);
+  // An item that fits only if the kept bytes go.
+  std::string big(o.max_disk_bytes - kept_bytes / 2 - 2048, '\0');
+  for (char& ch_ : big) ch_ = static_cast<char>(rng());
+  const std::size_t big_size = big.size();
+  Status s = ch->sender.try_send(std::move(big));
+  EXPECT_TRUE(s.ok()) << describe(s);
+  ASSERT_TRUE(ch->receiver.try_recv(got).ok());
+  EXPECT_EQ(got.size(), big_size);
 }
 
 // Group commit, made deterministic: the first sender's fdatasync is held while seven more

@@ -54,6 +54,7 @@ class Core {
   bool receiver_alive = true;
   bool receiver_waiting = false;
   int senders_waiting = 0;
+  int room_waiters = 0;  // of senders_waiting, those waiting for room (not for a sync)
 
   // ---- [mu] the placement deque's accounting (the deque lives in Queue<T>) ----
   std::uint64_t memory_bytes = 0;
@@ -97,6 +98,9 @@ class Core {
   // Sealed pages wait and no one is writing them: a sender about to wait for room writes
   // them instead (room on disk may only be missing because nobody wrote).
   bool writer_idle_with_work() const noexcept;
+  // The active segment is read to the end but was kept for more appends (see
+  // keep_read_active): retire and remove it now that its room is needed. True when it went.
+  bool reclaim_read_active(std::unique_lock<std::mutex>& lk);
 
   // ---- receiver ----
   // [mu] The receiver popped a Disk marker: the next page in order is now due.
@@ -153,6 +157,9 @@ class Core {
   std::uint64_t commit_position() const noexcept;
   // [mu, writer token held] Retires and removes the active segment if it is read to the end.
   void retire_active_if_read(std::unique_lock<std::mutex>& lk);
+  // [mu] Whether a segment read to the end that the writer is still appending to stays
+  // for more appends rather than being retired now (see docs/architecture.md).
+  bool keep_read_active(std::uint64_t bytes) const noexcept;
   // [mu, writer token held] The writer stops appending to `number` (if it still was).
   void retire_segment(std::uint64_t number);
   bool may_read_from_ram() const noexcept;

@@ -82,7 +82,7 @@ class Queue {
       const bool fits_memory = !c.sync_always() && c.memory_bytes + fp <= o.max_memory_bytes;
       if (c.sync_always()) c.disk_mode = true;
       if (!c.disk_mode) {
-        if (fits_memory) return push_memory(item, fp);
+        if (fits_memory) return push_memory(lk, item, fp);
         if (c.spill_enabled()) {
           c.disk_mode = true;
         } else if (fp > o.max_memory_bytes) {
@@ -95,7 +95,7 @@ class Queue {
         // Back to memory once the receiver has taken every spilled page and memory is at
         // most half full (hysteresis: no flapping between modes on every item).
         if (c.markers == 0 && fits_memory && (c.memory_bytes == 0 || c.memory_bytes + fp <= c.low_water()))
-          return leave_disk_mode(item, fp);
+          return leave_disk_mode(lk, item, fp);
         const std::size_t mark = c.begin_item();
         try {
           encode(item, c.page());
@@ -121,14 +121,15 @@ class Queue {
             return Status(Errc::too_large, "item encodes to more than fits in one segment (Options::segment_bytes = " +
                                                std::to_string(o.segment_bytes) + ")");
           case SpillVerdict::failed:
-            if (fits_memory) return leave_disk_mode(item, fp);
+            if (fits_memory) return leave_disk_mode(lk, item, fp);
             return c.spill_error();
           case SpillVerdict::full:
-            if (fits_memory) return leave_disk_mode(item, fp);
+            if (fits_memory) return leave_disk_mode(lk, item, fp);
             if (c.writer_idle_with_work()) {
               c.write_sealed(lk);
               continue;
             }
+            if (c.reclaim_read_active(lk)) continue;  // a read segment kept for appends
             break;
         }
       }
@@ -138,11 +139,13 @@ class Queue {
         return Status(Errc::full, "memory and disk budgets are full");
       if (timed_out) return Status(Errc::timeout, "no room before the deadline");
       ++c.senders_waiting;
+      ++c.room_waiters;
       if (wait.kind == Wait::forever) {
         c.sender_cv.wait(lk);
       } else {
         timed_out = c.sender_cv.wait_until(lk, wait.deadline) == std::cv_status::timeout;
       }
+      --c.room_waiters;
       --c.senders_waiting;
     }
   }
@@ -172,8 +175,9 @@ class Queue {
         if (auto* m = std::get_if<Memory<T>>(&deque_.front())) {
           take_memory_item(*m, out);
           deque_.pop_front();
-          if (!c.holds_uncommitted() && c.senders_waiting > 0) c.sender_cv.notify_all();
+          const bool wake = !c.holds_uncommitted() && c.senders_waiting > 0;
           lk.unlock();
+          if (wake) c.sender_cv.notify_all();
           c.delivered_memory_item();
           return Status();
         }
@@ -200,56 +204,20 @@ class Queue {
     }
   }
 
-  // Appends up to `max` items to `out`, in order: waits for the first as recv does, then
-  // takes whatever follows without waiting — consecutive memory items under one lock
-  // acquisition, disk items from the page being read without any.
+  // Appends up to `max` items to `out`, in order: takes what is there without waiting —
+  // consecutive memory items under one lock acquisition, disk items from the page being
+  // read without any — and only when that is nothing waits for the first as recv does.
   Status recv_many(std::vector<T>& out, std::size_t max, Wait wait) {
     if (max == 0) return Status();
-    Core& c = *core_;
     const std::size_t start = out.size();
+    take_ready(out, start + max);
+    if (out.size() > start) return Status();
     out.emplace_back();
     if (Status s = recv(out.back(), wait); !s.ok()) {
       out.pop_back();
       return s;
     }
-    while (out.size() - start < max) {
-      if (c.disk_item_pending()) {
-        std::string_view bytes;
-        bool got = false;
-        if (Status s = c.next_disk_item(bytes, got); !s.ok()) break;  // the items so far stand
-        if (!got) continue;
-        out.emplace_back();
-        if (decode(bytes, out.back())) {
-          c.delivered_disk_item();
-        } else {
-          out.pop_back();
-          c.corrupt_item();
-        }
-        continue;
-      }
-      std::unique_lock lk(c.mu);
-      if (c.skipped_in_memory > 0) {
-        c.skip_dropped_memory_items(c.skipped_in_memory);
-        c.skipped_in_memory = 0;
-      }
-      bool took = false;
-      while (!deque_.empty() && out.size() - start < max) {
-        auto* m = std::get_if<Memory<T>>(&deque_.front());
-        if (m == nullptr) {
-          deque_.pop_front();
-          --c.markers;
-          c.page_due();
-          took = true;
-          break;
-        }
-        take_memory_item(*m, out.emplace_back());
-        deque_.pop_front();
-        c.delivered_memory_item();
-        took = true;
-      }
-      if (!c.holds_uncommitted() && c.senders_waiting > 0) c.sender_cv.notify_all();
-      if (!took) break;
-    }
+    take_ready(out, start + max);
     return Status();
   }
 
@@ -279,6 +247,53 @@ class Queue {
   std::vector<std::string> damage_report() const { return core_->damage_report(); }
 
  private:
+  // [receiver] Appends the items that are ready, in order, until `out` holds `limit`:
+  // memory items under one lock acquisition per run, disk items from the page being read.
+  // Stops at an empty deque or a read error (the error comes back from the next recv).
+  void take_ready(std::vector<T>& out, std::size_t limit) {
+    Core& c = *core_;
+    while (out.size() < limit) {
+      if (c.disk_item_pending()) {
+        std::string_view bytes;
+        bool got = false;
+        if (Status s = c.next_disk_item(bytes, got); !s.ok()) break;  // the items so far stand
+        if (!got) continue;
+        out.emplace_back();
+        if (decode(bytes, out.back())) {
+          c.delivered_disk_item();
+        } else {
+          out.pop_back();
+          c.corrupt_item();
+        }
+        continue;
+      }
+      std::unique_lock lk(c.mu);
+      if (c.skipped_in_memory > 0) {
+        c.skip_dropped_memory_items(c.skipped_in_memory);
+        c.skipped_in_memory = 0;
+      }
+      bool took = false;
+      while (!deque_.empty() && out.size() < limit) {
+        auto* m = std::get_if<Memory<T>>(&deque_.front());
+        if (m == nullptr) {
+          deque_.pop_front();
+          --c.markers;
+          c.page_due();
+          took = true;
+          break;
+        }
+        take_memory_item(*m, out.emplace_back());
+        deque_.pop_front();
+        c.delivered_memory_item();
+        took = true;
+      }
+      const bool wake = took && !c.holds_uncommitted() && c.senders_waiting > 0;
+      lk.unlock();
+      if (wake) c.sender_cv.notify_all();
+      if (!took) break;
+    }
+  }
+
   // [mu] Hands out the front memory item. With manual_commit it stays charged against the
   // budget until commit(), and a copy of its encoding is kept so that a clean shutdown can
   // give it back.
@@ -296,21 +311,25 @@ class Queue {
     out = std::move(m.item);
   }
 
-  Status push_memory(T& item, std::uint64_t fp) {
+  // Releases `lk`, then wakes a waiting receiver: woken under the lock it would only block
+  // on the mutex the sender still holds.
+  Status push_memory(std::unique_lock<std::mutex>& lk, T& item, std::uint64_t fp) {
     Core& c = *core_;
     deque_.push_back(Memory<T>{std::move(item), fp});
     c.memory_bytes += fp;
     ++c.memory_items;
     ++c.next_seq;
     ++c.items_sent;
-    if (c.receiver_waiting) c.receiver_cv.notify_one();
+    const bool wake = c.receiver_waiting;
+    lk.unlock();
+    if (wake) c.receiver_cv.notify_one();
     return Status();
   }
 
-  Status leave_disk_mode(T& item, std::uint64_t fp) {
+  Status leave_disk_mode(std::unique_lock<std::mutex>& lk, T& item, std::uint64_t fp) {
     seal_and_push();  // the open page's items precede this one
     core_->disk_mode = false;
-    return push_memory(item, fp);
+    return push_memory(lk, item, fp);
   }
 
   // SyncPolicy::always: waits until the item numbered `seq` is synced, leading a group
