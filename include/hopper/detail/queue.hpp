@@ -24,6 +24,9 @@ namespace hopper::detail {
 // An item held in memory, with the footprint it was charged.
 template <class T>
 struct Memory {
+  // A constructor, so that the deque builds it in place (clang 14 has no parenthesised
+  // aggregate initialisation).
+  Memory(T&& i, std::uint64_t f) : item(std::move(i)), footprint(f) {}
   T item;
   std::uint64_t footprint;
 };
@@ -287,10 +290,13 @@ class Queue {
         c.delivered_memory_item();
         took = true;
       }
+      // Emptied under this acquisition: done. Locking again at once to look for more
+      // would mostly find nothing, and would contend with the senders for the lock.
+      const bool emptied = deque_.empty();
       const bool wake = took && !c.holds_uncommitted() && c.senders_waiting > 0;
       lk.unlock();
       if (wake) c.sender_cv.notify_all();
-      if (!took) break;
+      if (!took || (emptied && !c.disk_item_pending())) break;
     }
   }
 
@@ -315,7 +321,7 @@ class Queue {
   // on the mutex the sender still holds.
   Status push_memory(std::unique_lock<std::mutex>& lk, T& item, std::uint64_t fp) {
     Core& c = *core_;
-    deque_.push_back(Memory<T>{std::move(item), fp});
+    deque_.emplace_back(std::in_place_type<Memory<T>>, std::move(item), fp);  // in place: no variant move
     c.memory_bytes += fp;
     ++c.memory_items;
     ++c.next_seq;
