@@ -22,8 +22,6 @@ namespace {
 // past it a spilling sender waits (or writes them itself). Bounds the spill path's memory
 // to roughly (kMaxPending + 2) pages.
 constexpr std::size_t kMaxPending = 4;
-// Failed ranges remembered for senders waiting on SyncPolicy::always (oldest forgotten).
-constexpr std::size_t kMaxFailedRanges = 64;
 // Lines of damage kept for damage_report(); the counters in Stats keep counting past it.
 constexpr std::size_t kMaxDamageLines = 1000;
 }  // namespace
@@ -33,6 +31,12 @@ struct SealedPage {
   std::uint32_t count = 0;
   std::string raw;
   std::uint64_t bound = 0;  // what it may add to the disk once written
+  // raw: nobody has compressed it (the appender compresses it inline); compressing: a
+  // thread compresses it with mu released — meanwhile nobody moves it or reads it from
+  // RAM; compressed: `frame` holds header room and the zstd frame.
+  enum class Stage : std::uint8_t { raw, compressing, compressed } stage = Stage::raw;
+  bool help_failed = false;  // compressing outside failed: left to the appender, who reports
+  std::string frame;
 };
 
 struct SegmentState {
@@ -45,6 +49,7 @@ struct SegmentState {
 struct FailedRange {
   std::uint64_t begin, end;
   Status why;
+  std::uint64_t unanswered;  // senders of its items not yet told (each waits for it)
 };
 
 struct DiskState {
@@ -80,6 +85,7 @@ struct DiskState {
   std::uint64_t spilled = 0;
   std::uint64_t recovered = 0;
   std::uint64_t pages_written = 0;
+  std::uint64_t pages_compressed_ahead = 0;
   std::uint64_t bytes_uncompressed = 0;
   std::uint64_t bytes_compressed = 0;
   std::uint64_t corrupt_pages = 0;
@@ -98,6 +104,9 @@ struct DiskState {
 
   SpillWriter writer;    // [writer token]
   SegmentReader reader;  // [receiver]
+  // [mu] Compression contexts not in use, for threads that compress sealed pages outside
+  // the writer token: at most one per page being compressed (so at most kMaxPending).
+  std::vector<std::unique_ptr<Compressor>> idle_compressors;
 };
 
 }  // namespace hopper::detail
@@ -209,7 +218,7 @@ SpillVerdict Core::end_item(std::size_t mark) {
     return refuse(SpillVerdict::too_large);
   if (page_items_ > 0 && SpillWriter::bound(page_.size()) > opt_.segment_bytes)
     return refuse(SpillVerdict::need_seal);
-  if (d_->pending.size() >= kMaxPending) return refuse(SpillVerdict::full);
+  if (d_->pending.size() >= kMaxPending) return refuse(SpillVerdict::behind);
   if (d_->disk_bytes + d_->pending_bound + SpillWriter::bound(page_.size()) > opt_.max_disk_bytes)
     return refuse(SpillVerdict::full);
   format::put_u32(page_.data() + mark, static_cast<std::uint32_t>(item - format::kItemPrefixSize));
@@ -236,7 +245,16 @@ std::uint64_t Core::seal() {
   return d_->pending.back().count;
 }
 
-bool Core::writer_idle_with_work() const noexcept { return !d_->writing && !d_->pending.empty(); }
+namespace {
+bool claimable(const SealedPage& p) { return p.stage == SealedPage::Stage::raw && !p.help_failed; }
+}  // namespace
+
+bool Core::writer_idle_with_work() const noexcept {
+  const DiskState& d = *d_;
+  if (d.pending.empty()) return false;
+  if (!d.writing && d.pending.front().stage != SealedPage::Stage::compressing) return true;
+  return std::any_of(d.pending.begin(), d.pending.end(), claimable);
+}
 bool Core::writer_busy() const noexcept { return d_->writing; }
 
 namespace {
@@ -261,18 +279,67 @@ void remove_segment(DiskState& d, Status& spill_error, std::condition_variable& 
 }
 }  // namespace
 
-void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
+bool Core::write_sealed(std::unique_lock<std::mutex>& lk) {
   DiskState& d = *d_;
-  if (d.writing || d.pending.empty()) return;
+  bool progress = false;
+  for (;;) {
+    if (d.pending.empty()) return progress;
+    if (!d.writing && d.pending.front().stage != SealedPage::Stage::compressing) {
+      progress = true;
+      if (!append_pending(lk)) return progress;  // a write failed: the caller hears of it
+      continue;
+    }
+    // Someone holds the token (or is compressing the next page): compress one of the
+    // pages after it meanwhile. References into a deque survive pushes and pops at the
+    // other elements, and a claimed page is neither moved nor popped by anyone else.
+    auto it = std::find_if(d.pending.begin(), d.pending.end(), claimable);
+    if (it == d.pending.end()) return progress;
+    compress_sealed(lk, *it);
+    progress = true;
+  }
+}
+
+void Core::compress_sealed(std::unique_lock<std::mutex>& lk, SealedPage& p) {
+  DiskState& d = *d_;
+  p.stage = SealedPage::Stage::compressing;
+  std::unique_ptr<Compressor> c;
+  if (!d.idle_compressors.empty()) {
+    c = std::move(d.idle_compressors.back());
+    d.idle_compressors.pop_back();
+  }
+  std::string frame;
+  lk.unlock();
+  if (!c) c = std::make_unique<Compressor>();
+  Status s = c->compress(p.raw, opt_.compression_level, frame);
+  lk.lock();
+  d.idle_compressors.push_back(std::move(c));
+  if (s.ok()) {
+    p.frame = std::move(frame);
+    p.stage = SealedPage::Stage::compressed;
+    ++d.pages_compressed_ahead;
+  } else {
+    p.stage = SealedPage::Stage::raw;  // the appender compresses it and reports the error
+    p.help_failed = true;
+  }
+  // The page may be appended, or read from RAM, now: whoever waits for that may go on.
+  if (senders_waiting > 0) sender_cv.notify_all();
+  if (receiver_waiting) receiver_cv.notify_one();
+}
+
+bool Core::append_pending(std::unique_lock<std::mutex>& lk) {
+  DiskState& d = *d_;
   d.writing = true;
+  bool ok = true;
   bool wrote = false;
   std::uint64_t written_end = 0;
-  while (!d.pending.empty()) {
+  while (!d.pending.empty() && d.pending.front().stage != SealedPage::Stage::compressing) {
     SealedPage p = std::move(d.pending.front());
     d.pending.pop_front();
     d.in_flight = true;
-    lk.unlock();  // compression and the append run without the queue lock
-    auto r = d.writer.append(p.first_seq, p.count, p.raw);
+    lk.unlock();  // compression (if nobody did it yet) and the append run without the queue lock
+    auto r = p.stage == SealedPage::Stage::compressed
+                 ? d.writer.append_compressed(p.first_seq, p.count, p.raw.size(), p.frame)
+                 : d.writer.append(p.first_seq, p.count, p.raw);
     lk.lock();
     d.in_flight = false;
     if (!r.ok()) {
@@ -285,8 +352,9 @@ void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
         gone.count = p.count;
         gone.discarded = true;
         d.unread.push_back(gone);
-        d.failed.push_back(FailedRange{p.first_seq, p.first_seq + p.count, r.status()});
-        if (d.failed.size() > kMaxFailedRanges) d.failed.pop_front();
+        // Kept until each of its senders has been told: forgetting it earlier (as a bounded
+        // list once did) left a sender descheduled meanwhile waiting forever.
+        d.failed.push_back(FailedRange{p.first_seq, p.first_seq + p.count, r.status(), p.count});
         items_sent -= p.count;
         d.spilled -= p.count;
         d.disk_in -= p.count;
@@ -297,6 +365,7 @@ void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
       spill_error_ = r.status();
       d.pending.push_front(std::move(p));  // still ours, still in order: nothing is lost
       if (receiver_waiting) receiver_cv.notify_one();
+      ok = false;
       break;
     }
     // Publish the page before anything below may release the lock: the receiver must find
@@ -363,6 +432,7 @@ void Core::write_sealed(std::unique_lock<std::mutex>& lk) {
   d.writing = false;
   if (senders_waiting > 0) sender_cv.notify_all();
   if (receiver_waiting) receiver_cv.notify_one();
+  return ok;
 }
 
 void Core::retire_active_if_read(std::unique_lock<std::mutex>& lk) {
@@ -409,11 +479,10 @@ void Core::retire_segment(std::uint64_t number) {
 Status Core::write_all(std::unique_lock<std::mutex>& lk) {
   DiskState& d = *d_;
   while (!d.pending.empty() || d.writing) {
-    if (!d.writing) {
-      write_sealed(lk);
+    if (write_sealed(lk)) {
       // A page that could not be written now is the caller's answer; an error whose
       // pages are gone since (written later, or read from RAM) is not.
-      if (!spill_error_.ok() && !d.pending.empty()) return spill_error_;
+      if (!spill_error_.ok() && !d.pending.empty() && !d.writing) return spill_error_;
       continue;
     }
     ++senders_waiting;
@@ -423,10 +492,11 @@ Status Core::write_all(std::unique_lock<std::mutex>& lk) {
   return sync_error_;  // sticky: nothing after a failed fdatasync counts as written out
 }
 
-Core::Durability Core::durability(std::uint64_t seq, Status& why) const {
-  for (const FailedRange& f : d_->failed) {
-    if (seq >= f.begin && seq < f.end) {
-      why = f.why;
+Core::Durability Core::durability(std::uint64_t seq, Status& why) {
+  for (auto it = d_->failed.begin(); it != d_->failed.end(); ++it) {
+    if (seq >= it->begin && seq < it->end) {
+      why = it->why;
+      if (--it->unanswered == 0) d_->failed.erase(it);
       return Durability::failed;
     }
   }
@@ -543,7 +613,8 @@ Status Core::load_page() {
       deliver_seq_ = std::max(deliver_seq_, ref.first_seq + ref.skip);
       return Status();
     }
-    if (!d.in_flight && !d.pending.empty() && may_read_from_ram()) {
+    if (!d.in_flight && !d.pending.empty() && d.pending.front().stage != SealedPage::Stage::compressing &&
+        may_read_from_ram()) {
       // Not written yet: read it straight from RAM, no disk round trip.
       SealedPage p = std::move(d.pending.front());
       d.pending.pop_front();
@@ -563,12 +634,13 @@ Status Core::load_page() {
       deliver_seq_ = std::max(deliver_seq_, p.first_seq);
       return Status();
     }
-    if (!d.in_flight && !d.pending.empty() && !d.writing) {
-      write_sealed(lk);  // the page must reach its file first; nobody else is writing it
-      if (!spill_error_.ok() && !d.pending.empty() && d.unread.empty() && !sync_always()) {
+    if (!d.in_flight && !d.pending.empty()) {
+      // The page must reach its file first (or its compression finish): help.
+      const bool progress = write_sealed(lk);
+      if (!spill_error_.ok() && !d.pending.empty() && !d.writing && d.unread.empty() && !sync_always()) {
         return spill_error_;  // retried by the next recv
       }
-      continue;
+      if (progress) continue;
     }
     if (d.in_flight || !d.pending.empty()) {
       receiver_waiting = true;
@@ -609,9 +681,9 @@ void Core::finish_page() {
   auto it = d.segments.find(read_segment_);
   if (it == d.segments.end() || --it->second.unread > 0) return;
   if (it->second.max_end > commit_position()) return;  // commit() releases it
-  const bool active = it->second.active;
-  if (!active) d.reader.forget(read_segment_);  // an active one may be kept for more pages
   release_segment(lk, read_segment_);
+  // Removed, or kept for more appends (its pages will be read through the same descriptor).
+  if (d.segments.count(read_segment_) == 0) d.reader.forget(read_segment_);
   if (!opt_.manual_commit) {
     // Record how far delivery got: after a crash, the items of a deleted segment are then
     // known delivered rather than missing, and those of one kept for more appends are not
@@ -769,6 +841,7 @@ Stats Core::stats() {
   s.items_spilled = d.spilled;
   s.items_recovered = d.recovered;
   s.pages_written = d.pages_written;
+  s.pages_compressed_ahead = d.pages_compressed_ahead;
   s.bytes_uncompressed = d.bytes_uncompressed;
   s.bytes_compressed = d.bytes_compressed;
   s.syncs = d.syncs;

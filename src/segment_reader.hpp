@@ -51,7 +51,7 @@ class SegmentReader {
   // Reads and decodes the page at `ref` into `raw`. io_error if the file cannot be read
   // (the page may be retried), corrupt if it is damaged (it never will be readable).
   Status read(const PageRef& ref, std::string& raw);
-  // Drops the cached descriptor if it is for `segment` (before the file is removed).
+  // Drops the cached descriptor if it is for `segment` (a file removed or about to be).
   void forget(std::uint64_t segment);
 
  private:

@@ -6,7 +6,23 @@
 
 namespace hopper::detail {
 
-void SpillWriter::CCtxFree::operator()(ZSTD_CCtx_s* c) const noexcept { ZSTD_freeCCtx(c); }
+void Compressor::CCtxFree::operator()(ZSTD_CCtx_s* c) const noexcept { ZSTD_freeCCtx(c); }
+
+Compressor::Compressor() : cctx_(ZSTD_createCCtx()) {}
+Compressor::~Compressor() = default;
+
+Status Compressor::compress(std::string_view raw, int level, std::string& out) {
+  if (raw.size() > format::kMaxRawPage)
+    return Status(Errc::too_large, "page of " + std::to_string(raw.size()) + " bytes");
+  if (!cctx_) return Status(Errc::io_error, "zstd: cannot create a compression context (out of memory)");
+  const std::size_t cap = ZSTD_compressBound(raw.size());
+  out.resize(format::kPageHeaderSize + cap);
+  const std::size_t n =
+      ZSTD_compressCCtx(cctx_.get(), out.data() + format::kPageHeaderSize, cap, raw.data(), raw.size(), level);
+  if (ZSTD_isError(n)) return Status(Errc::io_error, std::string("zstd compression failed: ") + ZSTD_getErrorName(n));
+  out.resize(format::kPageHeaderSize + n);
+  return Status();
+}
 
 SpillWriter::SpillWriter(std::shared_ptr<FileSystem> fs, std::filesystem::path dir,
                          std::uint64_t segment_bytes, int compression_level,
@@ -16,8 +32,7 @@ SpillWriter::SpillWriter(std::shared_ptr<FileSystem> fs, std::filesystem::path d
       segment_bytes_(segment_bytes),
       level_(compression_level),
       next_segment_(next_segment),
-      sync_directory_on_create_(sync_directory_on_create),
-      cctx_(ZSTD_createCCtx()) {}
+      sync_directory_on_create_(sync_directory_on_create) {}
 
 SpillWriter::~SpillWriter() = default;
 
@@ -70,17 +85,17 @@ Status SpillWriter::open_segment() {
 
 Result<AppendedPage> SpillWriter::append(std::uint64_t first_seq, std::uint32_t count,
                                          std::string_view raw) {
-  if (raw.size() > format::kMaxRawPage)
-    return Status(Errc::too_large, "page of " + std::to_string(raw.size()) + " bytes");
-  // Compress straight into the write buffer, behind room for the header.
-  const std::size_t cap = ZSTD_compressBound(raw.size());
-  buffer_.resize(format::kPageHeaderSize + cap);
-  const std::size_t n = ZSTD_compressCCtx(cctx_.get(), buffer_.data() + format::kPageHeaderSize, cap,
-                                          raw.data(), raw.size(), level_);
-  if (ZSTD_isError(n))
-    return Status(Errc::io_error, std::string("zstd compression failed: ") + ZSTD_getErrorName(n));
-  buffer_.resize(format::kPageHeaderSize + n);
-  const std::uint64_t page_bytes = buffer_.size();
+  // Compressed straight into the write buffer, behind room for the header.
+  if (Status s = compressor_.compress(raw, level_, buffer_); !s.ok()) return s;
+  return append_compressed(first_seq, count, raw.size(), buffer_);
+}
+
+Result<AppendedPage> SpillWriter::append_compressed(std::uint64_t first_seq, std::uint32_t count,
+                                                    std::uint64_t raw_len, std::string& page) {
+  if (page.size() < format::kPageHeaderSize || raw_len > format::kMaxRawPage)
+    return Status(Errc::invalid_argument, "internal error: not a compressed page");
+  const std::uint64_t page_bytes = page.size();
+  const std::uint64_t n = page_bytes - format::kPageHeaderSize;
 
   AppendedPage out;
   if (file_ && file_size_ + page_bytes > segment_bytes_ && file_size_ > format::kSegmentHeaderSize) {
@@ -98,14 +113,13 @@ Result<AppendedPage> SpillWriter::append(std::uint64_t first_seq, std::uint32_t 
 
   format::PageHeader h;
   h.payload_len = static_cast<std::uint32_t>(n);
-  h.raw_len = static_cast<std::uint32_t>(raw.size());
+  h.raw_len = static_cast<std::uint32_t>(raw_len);
   h.item_count = count;
   h.first_seq = first_seq;
   h.segment = file_number_;
-  format::encode_page_header(h, std::string_view(buffer_).substr(format::kPageHeaderSize),
-                             buffer_.data());
+  format::encode_page_header(h, std::string_view(page).substr(format::kPageHeaderSize), page.data());
 
-  Status s = file_->append(buffer_.data(), buffer_.size());
+  Status s = file_->append(page.data(), page.size());
   if (!s.ok()) {
     // Cut what a failed write may have left, so the file stays a clean sequence of pages.
     (void)file_->truncate(file_size_);
@@ -119,7 +133,7 @@ Result<AppendedPage> SpillWriter::append(std::uint64_t first_seq, std::uint32_t 
   out.segment = file_number_;
   out.offset = file_size_;
   out.bytes = page_bytes;
-  out.raw_bytes = raw.size();
+  out.raw_bytes = raw_len;
   file_size_ += page_bytes;
   return out;
 }

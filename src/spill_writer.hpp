@@ -1,4 +1,5 @@
-// SpillWriter: compresses sealed pages and appends them to rotating segment files.
+// SpillWriter: compresses sealed pages and appends them to rotating segment files;
+// Compressor: the compression alone, for pages compressed outside the writer token.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +27,25 @@ struct AppendedPage {
   std::optional<std::uint64_t> closed_segment;  // the previous one, synced and closed
 };
 
+// A zstd compression context and what it compresses pages with. Not thread-safe: one
+// thread at a time (the queue keeps idle ones for senders that compress in parallel).
+class Compressor {
+ public:
+  Compressor();
+  ~Compressor();
+  Compressor(const Compressor&) = delete;
+  Compressor& operator=(const Compressor&) = delete;
+  // `out` becomes room for a page header (format::kPageHeaderSize bytes) followed by the
+  // zstd frame of `raw`: what SpillWriter::append_compressed takes.
+  Status compress(std::string_view raw, int level, std::string& out);
+
+ private:
+  struct CCtxFree {
+    void operator()(ZSTD_CCtx_s* c) const noexcept;
+  };
+  std::unique_ptr<ZSTD_CCtx_s, CCtxFree> cctx_;
+};
+
 // Not thread-safe: owned by whoever holds the queue's writer token (see Core).
 class SpillWriter {
  public:
@@ -42,6 +62,10 @@ class SpillWriter {
   // one would grow past segment_bytes. On failure nothing is left half-written: the file
   // is truncated back (best effort) and the caller still owns the page.
   Result<AppendedPage> append(std::uint64_t first_seq, std::uint32_t count, std::string_view raw);
+  // The same for a page a Compressor made (`page`: header room, then the frame of
+  // `raw_len` bytes); the header is filled in place.
+  Result<AppendedPage> append_compressed(std::uint64_t first_seq, std::uint32_t count, std::uint64_t raw_len,
+                                         std::string& page);
 
   // The segment being appended to, if any.
   std::optional<std::uint64_t> active() const;
@@ -71,10 +95,7 @@ class SpillWriter {
   // then the queue does not know the file exists: a failed first page must not hide it.
   bool announced_ = false;
   std::string buffer_;  // header + compressed payload of the page being written
-  struct CCtxFree {
-    void operator()(ZSTD_CCtx_s* c) const noexcept;
-  };
-  std::unique_ptr<ZSTD_CCtx_s, CCtxFree> cctx_;
+  Compressor compressor_;
 };
 
 }  // namespace hopper::detail

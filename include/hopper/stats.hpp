@@ -22,6 +22,8 @@ struct Stats {
   std::uint64_t items_spilled = 0;    // accepted straight into a disk page
   std::uint64_t items_recovered = 0;  // found on disk at open, to be delivered first
   std::uint64_t pages_written = 0;    // pages appended to segment files
+  std::uint64_t pages_compressed_ahead = 0;  // of those, compressed by a thread other than
+                                             // the appender, in parallel with it
   std::uint64_t bytes_uncompressed = 0;  // page payload bytes before compression
   std::uint64_t bytes_compressed = 0;    // the same pages' bytes as written (headers included)
   std::uint64_t syncs = 0;             // fdatasync calls on segment files

@@ -18,13 +18,16 @@
 
 namespace hopper::detail {
 
-struct DiskState;  // defined in src/core.cpp
+struct DiskState;   // defined in src/core.cpp
+struct SealedPage;  // likewise
 
 // What happened to an item offered to the open page.
 enum class SpillVerdict {
   accepted,   // the item is in the open page, numbered next_seq++
   need_seal,  // the page must be sealed first (it cannot grow past a segment); retry
-  full,       // no disk room (budget, or too many sealed pages waiting for the writer)
+  full,       // no room in the disk budget
+  behind,     // too many sealed pages wait for the writer: help it, or wait for it (the
+              // budgets have room: not a reason to fail or drop anything)
   too_large,  // the item can never fit in a segment
   failed,     // the spill path has an I/O error (spill_error())
 };
@@ -35,7 +38,9 @@ enum class SpillVerdict {
 //
 // Lock order: `mu` is the only lock. No file I/O and no compression happen under it:
 // page writes are done with `mu` released by whoever holds the writer token
-// (DiskState::writing), and page reads by the receiver on its private state.
+// (DiskState::writing), sealed pages may be compressed beforehand, in parallel, by any
+// thread that claimed one (SealedPage::Stage::compressing), and page reads are done by
+// the receiver on its private state.
 class Core {
  public:
   static Result<std::unique_ptr<Core>> open(const Options& options);
@@ -79,24 +84,28 @@ class Core {
   // Seals the open page (it joins the sealed pages, in order) and returns its item count;
   // the caller pushes Disk(count) while still holding `mu`.
   std::uint64_t seal();
-  // Writes sealed pages if no one else is (takes the writer token); releases `lk` during
-  // compression and I/O. Returns with `lk` held.
-  void write_sealed(std::unique_lock<std::mutex>& lk);
+  // Spill work, whatever this thread can do now: append the sealed pages at the front if
+  // no one holds the writer token (taking it), else compress a sealed page nobody has
+  // claimed, so that appends find it compressed. Releases `lk` during compression and
+  // I/O; returns with it held. False when there was nothing this thread could do (others
+  // hold the token and every page): wait on sender_cv, which they notify.
+  bool write_sealed(std::unique_lock<std::mutex>& lk);
   // Waits until every sealed page is written (writing them itself when it can); the first
   // write error, if any, is returned. Used by flush and shutdown.
   Status write_all(std::unique_lock<std::mutex>& lk);
   const Status& spill_error() const noexcept { return sync_error_.ok() ? spill_error_ : sync_error_; }
   // SyncPolicy::always: where the item numbered `seq` stands.
   enum class Durability { waiting, durable, failed };
-  Durability durability(std::uint64_t seq, Status& why) const;
+  // A `failed` answer is given once per item (its sender's): then it is forgotten.
+  Durability durability(std::uint64_t seq, Status& why);
   bool writer_busy() const noexcept;
   // FullPolicy::drop_oldest with spilling: discards the oldest segment (its unread pages
   // are skipped by the receiver and counted). False when nothing can be dropped now.
   bool drop_oldest_segment(std::unique_lock<std::mutex>& lk);
   std::uint64_t items_dropped = 0;   // [mu]
   std::uint64_t skipped_in_memory = 0;  // [mu] memory items dropped ahead of the receiver
-  // Sealed pages wait and no one is writing them: a sender about to wait for room writes
-  // them instead (room on disk may only be missing because nobody wrote).
+  // Sealed pages wait and this thread could write or compress one: a sender about to wait
+  // for room does that instead (room on disk may only be missing because nobody wrote).
   bool writer_idle_with_work() const noexcept;
   // The active segment is read to the end but was kept for more appends (see
   // keep_read_active): retire and remove it now that its room is needed. True when it went.
@@ -155,6 +164,12 @@ class Core {
   // the writer was appending to it and is idle).
   void release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number);
   std::uint64_t commit_position() const noexcept;
+  // [mu] Takes the writer token and appends the sealed pages at the front until one is
+  // being compressed by another thread, then syncs as the policy says. False when an
+  // append failed and the page was kept (spill_error_ says why).
+  bool append_pending(std::unique_lock<std::mutex>& lk);
+  // [mu] Compresses `page` (claimed: Stage::compressing) with `mu` released.
+  void compress_sealed(std::unique_lock<std::mutex>& lk, SealedPage& page);
   // [mu, writer token held] Retires and removes the active segment if it is read to the end.
   void retire_active_if_read(std::unique_lock<std::mutex>& lk);
   // [mu] Whether a segment read to the end that the writer is still appending to stays

@@ -126,6 +126,20 @@ class Queue {
           case SpillVerdict::failed:
             if (fits_memory) return leave_disk_mode(lk, item, fp);
             return c.spill_error();
+          case SpillVerdict::behind:
+            // Sealed pages wait for the writer. Not a full queue: whatever the policy,
+            // help write them, or wait for those who are (they notify sender_cv).
+            if (fits_memory) return leave_disk_mode(lk, item, fp);
+            if (c.write_sealed(lk)) continue;
+            ++c.senders_waiting;
+            if (wait.kind == Wait::until) {
+              timed_out = c.sender_cv.wait_until(lk, wait.deadline) == std::cv_status::timeout;
+            } else {
+              c.sender_cv.wait(lk);
+            }
+            --c.senders_waiting;
+            if (timed_out) return Status(Errc::timeout, "the spill writer did not catch up before the deadline");
+            continue;
           case SpillVerdict::full:
             if (fits_memory) return leave_disk_mode(lk, item, fp);
             if (c.writer_idle_with_work()) {
@@ -349,11 +363,11 @@ class Queue {
         case Core::Durability::failed: return why;
         case Core::Durability::waiting: break;
       }
-      if (!c.writer_busy()) {
-        seal_and_push();
-        c.write_sealed(lk);
-        continue;
-      }
+      // With the writer idle, seal the open page (it holds our item) and write it. With it
+      // busy, leave the page open for the next round to take with everyone's items (group
+      // commit), and help compress what is sealed meanwhile.
+      if (!c.writer_busy()) seal_and_push();
+      if (c.write_sealed(lk)) continue;
       ++c.senders_waiting;
       c.sender_cv.wait(lk);
       --c.senders_waiting;
