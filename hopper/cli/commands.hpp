@@ -29,4 +29,20 @@ struct DemoOptions {
 };
 int demo_command(const DemoOptions& options);
 
+// hopper bench: fill, reopen, drain and a steady state, on this machine's disk.
+struct BenchOptions {
+  std::string dir;                      // parent of the scratch queue; empty = the temp dir
+  std::uint64_t items = 0;              // 0 = 1,000,000 (10,000 with sync "always")
+  std::uint64_t item_bytes = 256;
+  int producers = 1;
+  std::uint64_t memory = 1 << 20;       // Options::max_memory_bytes
+  std::uint64_t disk = 1ull << 30;      // Options::max_disk_bytes
+  std::uint64_t page = 64 << 10;        // Options::page_bytes
+  std::uint64_t segment = 16 << 20;     // Options::segment_bytes
+  int level = 1;                        // Options::compression_level
+  std::string sync = "none";            // none, interval, always
+  bool json = false;
+};
+int bench_command(const BenchOptions& options);
+
 }  // namespace hopper::cli

@@ -1,5 +1,6 @@
 // hopper: the command-line tool for hopper queues. `hopper demo` shows what the library
-// does; inspect, verify and dump look into a queue directory without changing it.
+// does; inspect, verify and dump look into a queue directory without changing it; bench
+// measures a scratch queue on this machine.
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -40,6 +41,21 @@ int main(int argc, char** argv) {
   u->add_flag("--seq", dump.seq, "Prefix each item with its sequence number and a tab");
   u->add_option("--limit", dump.limit, "Stop after this many items");
 
+  BenchOptions bench;
+  auto* b = app.add_subcommand("bench", "How fast a queue is on this machine and disk: fill (spill), reopen, drain, "
+                                        "and producers and receiver at once; checks every item");
+  b->add_option("--dir", bench.dir, "Where to create the scratch queue (removed afterwards; default: the temp dir)");
+  b->add_option("--items", bench.items, "Items in all (default 1,000,000; 10,000 with --sync always)");
+  b->add_option("--item-bytes", bench.item_bytes, "Bytes per item, a telemetry-like text line (min 48)");
+  b->add_option("--producers", bench.producers, "Sending threads");
+  b->add_option("--memory", bench.memory, "Memory budget, e.g. 1MiB")->transform(CLI::AsSizeValue(false));
+  b->add_option("--disk", bench.disk, "Disk budget, e.g. 1GiB")->transform(CLI::AsSizeValue(false));
+  b->add_option("--page", bench.page, "Page size, e.g. 64KiB")->transform(CLI::AsSizeValue(false));
+  b->add_option("--segment", bench.segment, "Segment file size, e.g. 16MiB")->transform(CLI::AsSizeValue(false));
+  b->add_option("--level", bench.level, "zstd compression level");
+  b->add_option("--sync", bench.sync, "none, interval or always");
+  b->add_flag("--json", bench.json, "The figures as JSON on stdout (progress goes to stderr)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -50,5 +66,6 @@ int main(int argc, char** argv) {
   if (i->parsed()) return inspect_command(dir, json);
   if (v->parsed()) return verify_command(dir, json, !no_progress);
   if (u->parsed()) return dump_command(dir, dump);
+  if (b->parsed()) return bench_command(bench);
   return kError;
 }

@@ -102,4 +102,25 @@ check(summary["ok"] and summary["lost"] == 0 and summary["duplicates"] == 0 and 
       "demo: nothing lost, nothing twice, order kept (%d lines)" % summary["sent"])
 check(summary["spilled"] > 0 and summary["recovered_at_restart"] > 0, "demo: it spilled and recovered")
 check(summary["peak_memory_bytes"] <= summary["memory_budget_bytes"], "demo: memory within its budget")
+# ---- bench (small) -----------------------------------------------------------------------
+bench_parent = os.path.join(work, "bench")
+os.makedirs(bench_parent)
+r = hopper("bench", "--items", "30000", "--producers", "3", "--memory", "64KiB", "--segment", "1MiB",
+           "--page", "16KiB", "--dir", bench_parent, "--json")
+res = json.loads(r.stdout)
+phases = {p["name"]: p for p in res["phases"]}
+check(res["ok"] and set(phases) == {"fill", "reopen", "drain", "through"}, "bench --json: four phases")
+check(phases["drain"]["items"] == 30000 and phases["through"]["items"] == 30000,
+      "bench: drain and through each received every item (checked in order by the tool)")
+check(res["fill"]["spilled"] > 25000 and 0 < res["fill"]["disk_over_raw"] < 1, "bench: fill spilled, compressed")
+check(os.listdir(bench_parent) == [], "bench removes its scratch queue")
+r = hopper("bench", "--items", "300", "--sync", "always", "--dir", bench_parent, "--json")
+check(json.loads(r.stdout)["fill"]["syncs"] > 0, "bench --sync always: fdatasyncs counted")
+r = hopper("bench", "--sync", "sometimes", ok=(2,))
+check("--sync sometimes" in r.stderr, "bench: a bad --sync is named, exit 2")
+r = hopper("bench", "--page", "32MiB", "--segment", "1MiB", "--dir", bench_parent, ok=(2,))
+check("page_bytes" in r.stderr, "bench: invalid budgets are refused with the option's name, exit 2")
+r = hopper("bench", "--dir", os.path.join(work, "no", "such"), ok=(2,))
+check(os.path.join(work, "no", "such") in r.stderr, "bench: an unusable --dir is named, exit 2")
+
 print("1 passed, 0 failed")
