@@ -61,8 +61,9 @@ class Sender {
     return send(std::move(copy));
   }
   // Never waits for room: Errc::full when there is none (FullPolicy::drop_oldest still
-  // drops). It may do spill work itself (compress and append a page), and under
-  // SyncPolicy::always it waits for its item's fdatasync. Thread-safe.
+  // drops). It may do spill work itself (compress and append a page), or wait for other
+  // senders' page writes when too many sealed pages are queued for the disk (never for the
+  // receiver), and under SyncPolicy::always it waits for its item's fdatasync. Thread-safe.
   Status try_send(T&& item) {
     return q_ ? q_->send(item, detail::Wait::none(), drop_ ? FullPolicy::drop_oldest : FullPolicy::fail) : closed();
   }
