@@ -460,12 +460,17 @@ bool Core::reclaim_read_active(std::unique_lock<std::mutex>& lk) {
   const std::uint64_t number = *d.active_segment;
   auto it = d.segments.find(number);
   if (it == d.segments.end() || it->second.unread > 0 || it->second.max_end > commit_position()) return false;
+  retire_idle_active(lk, number);
+  return true;
+}
+
+void Core::retire_idle_active(std::unique_lock<std::mutex>& lk, std::uint64_t number) {
+  DiskState& d = *d_;
   d.writing = true;
   retire_segment(number);
   remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
   d.writing = false;
   if (senders_waiting > 0) sender_cv.notify_all();
-  return true;
 }
 
 void Core::retire_segment(std::uint64_t number) {
@@ -708,11 +713,7 @@ void Core::release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t numbe
   // using it, so its space comes back; the next page starts a new segment.
   if (d.writing) return;  // the writer is appending to it: it will be read, and retired then
   if (keep_read_active(it->second.bytes)) return;  // kept for more appends
-  d.writing = true;
-  retire_segment(number);
-  remove_segment(d, spill_error_, sender_cv, senders_waiting, lk, number);
-  d.writing = false;
-  if (senders_waiting > 0) sender_cv.notify_all();
+  retire_idle_active(lk, number);
 }
 
 // received_ is written by the receiver alone (stats() reads it from any thread), so a

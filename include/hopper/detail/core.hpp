@@ -175,6 +175,9 @@ class Core {
   // [mu] Whether a segment read to the end that the writer is still appending to stays
   // for more appends rather than being retired now (see docs/architecture.md).
   bool keep_read_active(std::uint64_t bytes) const noexcept;
+  // [mu, writer token free] Takes the token, retires the active segment `number` (read to
+  // the end) and removes it, gives the token back and wakes waiting senders.
+  void retire_idle_active(std::unique_lock<std::mutex>& lk, std::uint64_t number);
   // [mu, writer token held] The writer stops appending to `number` (if it still was).
   void retire_segment(std::uint64_t number);
   bool may_read_from_ram() const noexcept;
