@@ -2,6 +2,8 @@
 // Not part of the public API; Sender<T> and Receiver<T> are its handles.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -21,14 +23,17 @@
 
 namespace hopper::detail {
 
-// An item held in memory, with the footprint it was charged.
+// An item held in memory, with the footprint it was charged and the running total of
+// footprints pushed up to and including it (so that the budget of any run of consecutive
+// items is known in O(1): see Queue::settle).
 template <class T>
 struct Memory {
   // A constructor, so that the deque builds it in place (clang 14 has no parenthesised
   // aggregate initialisation).
-  Memory(T&& i, std::uint64_t f) : item(std::move(i)), footprint(f) {}
+  Memory(T&& i, std::uint64_t f, std::uint64_t t) : item(std::move(i)), footprint(f), total(t) {}
   T item;
   std::uint64_t footprint;
+  std::uint64_t total;
 };
 // A marker: the next `count` items, in order, are in one page on disk (or about to be).
 struct Disk {
@@ -36,6 +41,15 @@ struct Disk {
 };
 template <class T>
 using Placement = std::variant<Memory<T>, Disk>;
+
+// A hint to the CPU that this thread is spinning.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 // How long a call may wait for room or for an item.
 struct Wait {
@@ -47,8 +61,17 @@ struct Wait {
 };
 
 // Thread-safe: any number of senders and one receiver. All state is guarded by
-// core_->mu (see Core for the lock rules); the destructor runs when the last handle is
-// gone and writes what is still in memory to disk.
+// core_->mu (see Core for the lock rules) except the receiver's batch (below); the
+// destructor runs when the last handle is gone and writes what is still in memory to disk.
+//
+// The receiver's batch: when the deque holds only memory items, the receiver swaps the
+// whole deque out under the lock (O(1)) and hands its items out without the lock, claiming
+// each with one atomic increment of `claim_`. Their budget is given back lazily: whoever
+// needs an exact figure under the lock (a sender without room, stats(), the receiver's
+// next swap) counts the claimed items as gone (settle(), O(1) through Memory::total). A
+// sender about to wait for room raises `room_wanted_`, and the receiver then settles and
+// wakes it after its next claim. FullPolicy::drop_oldest claims the oldest unclaimed items
+// of the batch before the receiver does. See docs/architecture.md.
 template <class T>
 class Queue {
  public:
@@ -81,6 +104,10 @@ class Queue {
     std::unique_lock lk(c.mu);
     for (;;) {
       if (!c.receiver_alive) return Status(Errc::closed, "the receiver is gone");
+      // Items the receiver claimed from its batch still count until settled: settle when
+      // the answer depends on it (no room, or disk mode may end).
+      if (!c.sync_always() && (c.memory_bytes + fp > o.max_memory_bytes || (c.disk_mode && c.markers == 0)))
+        settle();
       // With SyncPolicy::always an item is acknowledged only from disk: memory is not used.
       const bool fits_memory = !c.sync_always() && c.memory_bytes + fp <= o.max_memory_bytes;
       if (c.sync_always()) c.disk_mode = true;
@@ -155,6 +182,11 @@ class Queue {
       if (wait.kind == Wait::never || (wait.kind == Wait::forever && policy == FullPolicy::fail))
         return Status(Errc::full, "memory and disk budgets are full");
       if (timed_out) return Status(Errc::timeout, "no room before the deadline");
+      // About to wait for room: ask the receiver to settle and wake us after its next
+      // claim, then count what it claimed meanwhile. Both sides use sequentially
+      // consistent operations, so at least one sees the other: no claim goes unnoticed.
+      room_wanted_.store(true, std::memory_order_seq_cst);
+      if (settle()) continue;
       ++c.senders_waiting;
       ++c.room_waiters;
       if (wait.kind == Wait::forever) {
@@ -171,6 +203,7 @@ class Queue {
     Core& c = *core_;
     bool timed_out = false;
     for (;;) {
+      if (take_batched(out)) return Status();
       if (c.disk_item_pending()) {
         std::string_view bytes;
         bool got = false;
@@ -183,11 +216,15 @@ class Queue {
         c.corrupt_item();  // a valid page whose item is not a T: skipped, counted
         continue;
       }
+      pace();
+      retired_.clear();  // the batch used up before, outside the lock
       std::unique_lock lk(c.mu);
+      retire_batch();
       if (c.skipped_in_memory > 0) {
         c.skip_dropped_memory_items(c.skipped_in_memory);
         c.skipped_in_memory = 0;
       }
+      if (start_batch()) continue;  // unlocks: the batch is taken without the lock
       if (!deque_.empty()) {
         if (auto* m = std::get_if<Memory<T>>(&deque_.front())) {
           take_memory_item(*m, out);
@@ -260,16 +297,29 @@ class Queue {
     core_->sender_cv.notify_all();
   }
 
-  Stats stats() const { return core_->stats(); }
+  Stats stats() {
+    {
+      std::lock_guard lk(core_->mu);
+      settle();
+    }
+    return core_->stats();
+  }
   std::vector<std::string> damage_report() const { return core_->damage_report(); }
 
  private:
   // [receiver] Appends the items that are ready, in order, until `out` holds `limit`:
-  // memory items under one lock acquisition per run, disk items from the page being read.
-  // Stops at an empty deque or a read error (the error comes back from the next recv).
+  // memory items from the batch (or, with markers in the deque, under one lock
+  // acquisition per run), disk items from the page being read. Stops at an empty deque,
+  // once the batch it swapped in is used up, or at a read error (the error comes back
+  // from the next recv).
   void take_ready(std::vector<T>& out, std::size_t limit) {
     Core& c = *core_;
+    bool swapped = false;
     while (out.size() < limit) {
+      if (take_batched(out, limit)) continue;
+      // Used up the batch this call swapped in: done. Locking again at once to look for
+      // more would mostly find nothing, and would contend with the senders for the lock.
+      if (swapped) break;
       if (c.disk_item_pending()) {
         std::string_view bytes;
         bool got = false;
@@ -284,10 +334,17 @@ class Queue {
         }
         continue;
       }
+      pace();
+      retired_.clear();
       std::unique_lock lk(c.mu);
+      retire_batch();
       if (c.skipped_in_memory > 0) {
         c.skip_dropped_memory_items(c.skipped_in_memory);
         c.skipped_in_memory = 0;
+      }
+      if (start_batch()) {  // unlocks
+        swapped = true;
+        continue;
       }
       bool took = false;
       while (!deque_.empty() && out.size() < limit) {
@@ -304,14 +361,117 @@ class Queue {
         c.delivered_memory_item();
         took = true;
       }
-      // Emptied under this acquisition: done. Locking again at once to look for more
-      // would mostly find nothing, and would contend with the senders for the lock.
+      // Emptied under this acquisition: done (as above).
       const bool emptied = deque_.empty();
       const bool wake = took && !c.holds_uncommitted() && c.senders_waiting > 0;
       lk.unlock();
       if (wake) c.sender_cv.notify_all();
       if (!took || (emptied && !c.disk_item_pending())) break;
     }
+  }
+
+  // ---- the receiver's batch ----
+
+  // [receiver, mu] Swaps the deque out as the receiver's batch, when it holds only memory
+  // items and handed-out items need not be kept (manual_commit keeps the one-by-one
+  // path). The caller then releases the lock and claims from the batch.
+  bool start_batch() {
+    Core& c = *core_;
+    if (deque_.empty() || c.markers != 0 || c.holds_uncommitted()) return false;
+    batch_.swap(deque_);  // deque_ gets the empty container retire_batch() left in batch_
+    batch_size_ = batch_.size();
+    return true;
+  }
+
+  // [receiver, mu] The batch is used up (every item claimed by the receiver or dropped):
+  // settles it and moves it to retired_, to be cleared without the lock.
+  void retire_batch() {
+    if (batch_size_ == 0) return;
+    // A sender waiting for room was woken by the claim that made it (after_claim); this
+    // covers any other order of events.
+    if (settle() && core_->senders_waiting > 0) core_->sender_cv.notify_all();
+    retired_.swap(batch_);
+    batch_size_ = 0;
+    settled_ = 0;
+    next_claim_ = 0;
+    claim_.store(0, std::memory_order_relaxed);
+  }
+
+  // [receiver] The batch just used up was small: the receiver keeps up with its senders.
+  // Let items gather for a moment before taking the lock again — coming back for one or
+  // two items at a time takes the lock's cache line from a sender for every item.
+  void pace() {
+    if (batch_size_ == 0 || batch_size_ >= kSmallBatch) return;
+    for (int i = 0; i < kPaceSpins; ++i) cpu_relax();
+  }
+
+  // [mu] Counts the batch items claimed since the last call as gone from memory. True
+  // when there were any. O(1): Memory::total is a running sum of footprints.
+  bool settle() {
+    if (settled_ >= batch_size_) return false;
+    const std::uint64_t claimed = std::min<std::uint64_t>(claim_.load(std::memory_order_seq_cst), batch_size_);
+    if (claimed <= settled_) return false;
+    const Memory<T>& first = batch_item(settled_);
+    const Memory<T>& last = batch_item(claimed - 1);
+    core_->memory_bytes -= last.total - first.total + first.footprint;
+    core_->memory_items -= claimed - settled_;
+    settled_ = claimed;
+    return true;
+  }
+
+  // The batch holds only Memory placements (start_batch). Only `item` of a claimed
+  // element is ever written, by its claimant; footprint and total are read by anyone.
+  Memory<T>& batch_item(std::uint64_t i) { return *std::get_if<Memory<T>>(&batch_[i]); }
+
+  // [receiver] Claims up to `want` items of the batch: [first, first + n). Items the
+  // senders dropped before the receiver claimed them are skipped (and their sequence
+  // numbers with them). n = 0 when the batch is used up.
+  std::uint64_t claim(std::uint64_t want, std::uint64_t& first) {
+    if (next_claim_ >= batch_size_) return 0;
+    want = std::min(want, batch_size_ - next_claim_);
+    first = claim_.fetch_add(want, std::memory_order_seq_cst);
+    const std::uint64_t from = std::min(first, batch_size_);
+    if (from > next_claim_) core_->skip_dropped_memory_items(from - next_claim_);
+    next_claim_ = std::min(first + want, batch_size_);
+    return next_claim_ > from ? next_claim_ - from : 0;
+  }
+
+  // [receiver] After a claim: a sender waits for room, so settle and wake it.
+  void after_claim() {
+    if (!room_wanted_.load(std::memory_order_seq_cst)) return;
+    Core& c = *core_;
+    bool wake = false;
+    {
+      std::lock_guard lk(c.mu);
+      settle();
+      room_wanted_.store(false, std::memory_order_relaxed);
+      wake = c.senders_waiting > 0;
+    }
+    if (wake) c.sender_cv.notify_all();
+  }
+
+  // [receiver] The next item of the batch; false when it is used up.
+  bool take_batched(T& out) {
+    std::uint64_t first = 0;
+    if (claim(1, first) == 0) return false;
+    out = std::move(batch_item(first).item);
+    core_->delivered_memory_item();
+    after_claim();
+    return true;
+  }
+
+  // [receiver] Appends items of the batch to `out` until it holds `limit`; false when the
+  // batch is used up.
+  bool take_batched(std::vector<T>& out, std::size_t limit) {
+    std::uint64_t first = 0;
+    const std::uint64_t n = claim(limit - out.size(), first);
+    if (n == 0) return false;
+    for (std::uint64_t i = first; i < first + n; ++i) {
+      out.push_back(std::move(batch_item(i).item));
+      core_->delivered_memory_item();
+    }
+    after_claim();
+    return true;
   }
 
   // [mu] Hands out the front memory item. With manual_commit it stays charged against the
@@ -335,7 +495,8 @@ class Queue {
   // on the mutex the sender still holds.
   Status push_memory(std::unique_lock<std::mutex>& lk, T& item, std::uint64_t fp) {
     Core& c = *core_;
-    deque_.emplace_back(std::in_place_type<Memory<T>>, std::move(item), fp);  // in place: no variant move
+    pushed_bytes_ += fp;
+    deque_.emplace_back(std::in_place_type<Memory<T>>, std::move(item), fp, pushed_bytes_);  // in place: no variant move
     c.memory_bytes += fp;
     ++c.memory_items;
     ++c.next_seq;
@@ -380,8 +541,24 @@ class Queue {
   bool drop_oldest(std::unique_lock<std::mutex>& lk, std::uint64_t fp) {
     Core& c = *core_;
     if (c.spill_enabled()) return c.drop_oldest_segment(lk);
-    bool dropped = false;
-    while (!deque_.empty() && c.memory_bytes + fp > c.options().max_memory_bytes) {
+    bool dropped = false;  // or room made otherwise: the caller tries again
+    for (;;) {
+      dropped |= settle();
+      if (c.memory_bytes + fp <= c.options().max_memory_bytes) break;
+      if (settled_ < batch_size_) {
+        // The oldest items are in the receiver's batch: claim the next before it does.
+        std::uint64_t k = settled_;
+        if (!claim_.compare_exchange_strong(k, k + 1, std::memory_order_seq_cst)) continue;  // it did: settle, retry
+        Memory<T>& m = batch_item(k);
+        c.memory_bytes -= m.footprint;
+        --c.memory_items;
+        ++c.items_dropped;
+        settled_ = k + 1;
+        [[maybe_unused]] T gone = std::move(m.item);  // freed now; the receiver clears the slot
+        dropped = true;
+        continue;
+      }
+      if (deque_.empty()) break;
       auto* m = std::get_if<Memory<T>>(&deque_.front());
       if (m == nullptr) break;  // a recovered page is next: it is not ours to drop here
       c.memory_bytes -= m->footprint;
@@ -406,6 +583,15 @@ class Queue {
   void shutdown() {
     Core& c = *core_;
     std::unique_lock lk(c.mu);
+    // Items of the receiver's batch it never claimed go back to the front of the deque.
+    settle();
+    if (batch_size_ > 0) {
+      const std::uint64_t from = std::min<std::uint64_t>(claim_.load(std::memory_order_seq_cst), batch_size_);
+      if (from > next_claim_) c.skip_dropped_memory_items(from - next_claim_);
+      for (std::uint64_t i = batch_size_; i-- > from;) deque_.push_front(std::move(batch_[i]));
+      batch_.clear();
+      batch_size_ = 0;
+    }
     seal_and_push();
     (void)c.write_all(lk);  // on failure the pages stay sealed; persist() tries them again
     // Items in the deque hold consecutive sequence numbers ending at next_seq - 1, so the
@@ -444,6 +630,23 @@ class Queue {
 
   std::unique_ptr<Core> core_;
   std::deque<Placement<T>> deque_;  // [core_->mu]
+  std::uint64_t pushed_bytes_ = 0;  // [core_->mu] footprints ever pushed (Memory::total)
+  // pace(): a batch smaller than this means the receiver keeps up; it then spins this
+  // many CPU pauses (about 1 to 10 us, by CPU) before it takes the lock again.
+  static constexpr std::uint64_t kSmallBatch = 128;
+  static constexpr int kPaceSpins = 256;
+  std::uint64_t settled_ = 0;       // [core_->mu] batch items counted as gone: [0, settled_)
+
+  // The receiver's batch, on cache lines of its own: the receiver claims from it for
+  // every item while senders write the deque.
+  // [receiver; its structure changes only under core_->mu, so that senders holding the
+  // lock may read footprints and claim items to drop]
+  alignas(64) std::deque<Placement<T>> batch_;
+  std::uint64_t batch_size_ = 0;     // [receiver writes it under core_->mu]
+  std::uint64_t next_claim_ = 0;     // [receiver] the batch index it expects to claim next
+  std::atomic<std::uint64_t> claim_{0};    // batch items [0, claim_) are claimed
+  std::atomic<bool> room_wanted_{false};   // a sender waits for room: settle after a claim
+  std::deque<Placement<T>> retired_;       // [receiver] a used-up batch, cleared unlocked
 };
 
 }  // namespace hopper::detail
