@@ -202,6 +202,7 @@ class Queue {
   Status recv(T& out, Wait wait) {
     Core& c = *core_;
     bool timed_out = false;
+    bool waited = false;
     for (;;) {
       if (take_batched(out)) return Status();
       if (c.disk_item_pending()) {
@@ -224,7 +225,10 @@ class Queue {
         c.skip_dropped_memory_items(c.skipped_in_memory);
         c.skipped_in_memory = 0;
       }
-      if (start_batch()) continue;  // unlocks: the batch is taken without the lock
+      if (start_batch()) {  // unlocks: the batch is taken without the lock
+        busy_ = !waited;
+        continue;
+      }
       if (!deque_.empty()) {
         if (auto* m = std::get_if<Memory<T>>(&deque_.front())) {
           take_memory_item(*m, out);
@@ -255,6 +259,7 @@ class Queue {
         timed_out = c.receiver_cv.wait_until(lk, wait.deadline) == std::cv_status::timeout;
       }
       c.receiver_waiting = false;
+      waited = true;
     }
   }
 
@@ -343,6 +348,7 @@ class Queue {
         c.skipped_in_memory = 0;
       }
       if (start_batch()) {  // unlocks
+        busy_ = true;
         swapped = true;
         continue;
       }
@@ -397,11 +403,13 @@ class Queue {
     claim_.store(0, std::memory_order_relaxed);
   }
 
-  // [receiver] The batch just used up was small: the receiver keeps up with its senders.
-  // Let items gather for a moment before taking the lock again — coming back for one or
-  // two items at a time takes the lock's cache line from a sender for every item.
+  // [receiver] The batch just used up was small but was there without waiting: the
+  // receiver keeps up with senders that are sending all they can. Let items gather for a
+  // moment before taking the lock again — coming back for one or two items at a time takes
+  // the lock's cache line from a sender for every item. A batch the receiver had to wait
+  // for means slower senders: pausing then would only burn CPU.
   void pace() {
-    if (batch_size_ == 0 || batch_size_ >= kSmallBatch) return;
+    if (!busy_ || batch_size_ == 0 || batch_size_ >= kSmallBatch) return;
     for (int i = 0; i < kPaceSpins; ++i) cpu_relax();
   }
 
@@ -644,6 +652,7 @@ class Queue {
   alignas(64) std::deque<Placement<T>> batch_;
   std::uint64_t batch_size_ = 0;     // [receiver writes it under core_->mu]
   std::uint64_t next_claim_ = 0;     // [receiver] the batch index it expects to claim next
+  bool busy_ = false;                // [receiver] the batch was there without waiting (pace)
   std::atomic<std::uint64_t> claim_{0};    // batch items [0, claim_) are claimed
   std::atomic<bool> room_wanted_{false};   // a sender waits for room: settle after a claim
   std::deque<Placement<T>> retired_;       // [receiver] a used-up batch, cleared unlocked
