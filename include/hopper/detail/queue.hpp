@@ -409,8 +409,9 @@ class Queue {
   // the lock's cache line from a sender for every item. A batch the receiver had to wait
   // for means slower senders: pausing then would only burn CPU.
   void pace() {
-    if (!busy_ || batch_size_ == 0 || batch_size_ >= kSmallBatch) return;
-    for (int i = 0; i < kPaceSpins; ++i) cpu_relax();
+    if (batch_size_ == 0 || batch_size_ >= kSmallBatch) return;
+    const int spins = busy_ ? kPaceSpins : kPaceSpins / 4;
+    for (int i = 0; i < spins; ++i) cpu_relax();
   }
 
   // [mu] Counts the batch items claimed since the last call as gone from memory. True
