@@ -403,11 +403,12 @@ class Queue {
     claim_.store(0, std::memory_order_relaxed);
   }
 
-  // [receiver] The batch just used up was small but was there without waiting: the
-  // receiver keeps up with senders that are sending all they can. Let items gather for a
-  // moment before taking the lock again — coming back for one or two items at a time takes
-  // the lock's cache line from a sender for every item. A batch the receiver had to wait
-  // for means slower senders: pausing then would only burn CPU.
+  // [receiver] The batch just used up was small: the receiver keeps up with its senders.
+  // Let items gather for a moment before taking the lock again — coming back for one or
+  // two items at a time takes the lock's cache line from a sender for every item. A
+  // quarter of the pause after a batch the receiver had to sleep for (`busy_` false): its
+  // senders are slower, and a long pause would mostly burn CPU (docs/performance.md, "CPU
+  // when the sender is slow").
   void pace() {
     if (batch_size_ == 0 || batch_size_ >= kSmallBatch) return;
     const int spins = busy_ ? kPaceSpins : kPaceSpins / 4;
