@@ -36,7 +36,7 @@ class MemoryFile final : public File {
       : st_(std::move(st)), bytes_(std::move(bytes)), path_(std::move(path)), writable_(writable) {}
 
   Status append(const void* data, std::size_t n) override {
-    if (!writable_) return Status::IoError("write", path_.native(), EBADF);
+    if (!writable_) return Status::FromErrno("write", path_.native(), EBADF);
     std::lock_guard lk(st_->mu);
     bytes_->append(static_cast<const char*>(data), n);
     return Status();
@@ -50,7 +50,7 @@ class MemoryFile final : public File {
   }
   Status sync() override { return Status(); }
   Status truncate(std::uint64_t size) override {
-    if (!writable_) return Status::IoError("truncate", path_.native(), EINVAL);
+    if (!writable_) return Status::FromErrno("truncate", path_.native(), EINVAL);
     std::lock_guard lk(st_->mu);
     bytes_->resize(size, '\0');
     return Status();
@@ -89,11 +89,11 @@ MemoryFileSystem::~MemoryFileSystem() = default;
 Result<std::unique_ptr<File>> MemoryFileSystem::open(const fs::path& path, OpenMode mode) {
   const std::string k = key(path);
   std::lock_guard lk(state_->mu);
-  if (state_->dirs.count(k)) return Status::IoError("open", path.native(), EISDIR);
+  if (state_->dirs.count(k)) return Status::FromErrno("open", path.native(), EISDIR);
   auto it = state_->files.find(k);
   if (it == state_->files.end()) {
-    if (mode == OpenMode::read) return Status::IoError("open", path.native(), ENOENT);
-    if (!state_->dirs.count(parent_key(k))) return Status::IoError("open", path.native(), ENOENT);
+    if (mode == OpenMode::read) return Status::FromErrno("open", path.native(), ENOENT);
+    if (!state_->dirs.count(parent_key(k))) return Status::FromErrno("open", path.native(), ENOENT);
     it = state_->files.emplace(k, std::make_shared<std::string>()).first;
   } else if (mode == OpenMode::truncate) {
     it->second->clear();
@@ -105,8 +105,8 @@ Status MemoryFileSystem::rename(const fs::path& from, const fs::path& to) {
   const std::string f = key(from), t = key(to);
   std::lock_guard lk(state_->mu);
   auto it = state_->files.find(f);
-  if (it == state_->files.end()) return Status::IoError("rename to " + to.native() + " from", from.native(), ENOENT);
-  if (!state_->dirs.count(parent_key(t))) return Status::IoError("rename to " + to.native() + " from", from.native(), ENOENT);
+  if (it == state_->files.end()) return Status::FromErrno("rename to " + to.native() + " from", from.native(), ENOENT);
+  if (!state_->dirs.count(parent_key(t))) return Status::FromErrno("rename to " + to.native() + " from", from.native(), ENOENT);
   auto bytes = it->second;
   state_->files.erase(it);
   state_->files[t] = std::move(bytes);
@@ -115,14 +115,14 @@ Status MemoryFileSystem::rename(const fs::path& from, const fs::path& to) {
 
 Status MemoryFileSystem::remove(const fs::path& path) {
   std::lock_guard lk(state_->mu);
-  if (state_->files.erase(key(path)) == 0) return Status::IoError("unlink", path.native(), ENOENT);
+  if (state_->files.erase(key(path)) == 0) return Status::FromErrno("unlink", path.native(), ENOENT);
   return Status();
 }
 
 Result<std::vector<std::string>> MemoryFileSystem::list(const fs::path& dir) {
   const std::string d = key(dir);
   std::lock_guard lk(state_->mu);
-  if (!state_->dirs.count(d)) return Status::IoError("opendir", dir.native(), ENOENT);
+  if (!state_->dirs.count(d)) return Status::FromErrno("opendir", dir.native(), ENOENT);
   std::vector<std::string> names;
   for (const auto& [k, bytes] : state_->files)
     if (parent_key(k) == d) names.push_back(fs::path(k).filename().string());
@@ -134,7 +134,7 @@ Result<std::vector<std::string>> MemoryFileSystem::list(const fs::path& dir) {
 Status MemoryFileSystem::create_directories(const fs::path& dir) {
   std::lock_guard lk(state_->mu);
   for (std::string k = key(dir);; k = parent_key(k)) {
-    if (state_->files.count(k)) return Status::IoError("mkdir", dir.native(), ENOTDIR);
+    if (state_->files.count(k)) return Status::FromErrno("mkdir", dir.native(), ENOTDIR);
     state_->dirs.insert(k);
     if (k == "/" || k == "." || k.empty() || parent_key(k) == k) break;
   }
@@ -143,7 +143,7 @@ Status MemoryFileSystem::create_directories(const fs::path& dir) {
 
 Status MemoryFileSystem::sync_directory(const fs::path& dir) {
   std::lock_guard lk(state_->mu);
-  if (!state_->dirs.count(key(dir))) return Status::IoError("open directory", dir.native(), ENOENT);
+  if (!state_->dirs.count(key(dir))) return Status::FromErrno("open directory", dir.native(), ENOENT);
   return Status();
 }
 
@@ -151,7 +151,7 @@ Result<std::unique_ptr<FileLock>> MemoryFileSystem::lock(const fs::path& path) {
   const std::string k = key(path);
   std::lock_guard lk(state_->mu);
   if (!state_->files.count(k)) {
-    if (!state_->dirs.count(parent_key(k))) return Status::IoError("open", path.native(), ENOENT);
+    if (!state_->dirs.count(parent_key(k))) return Status::FromErrno("open", path.native(), ENOENT);
     state_->files.emplace(k, std::make_shared<std::string>());
   }
   if (!state_->locked.insert(k).second) return Status(Errc::locked, path.native() + " is held by another handle");

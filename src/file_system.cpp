@@ -119,24 +119,24 @@ class PosixFileSystem final : public FileSystem {
     do {
       fd = ::open(path.c_str(), flags, 0644);
     } while (fd < 0 && errno == EINTR);
-    if (fd < 0) return Status::IoError("open", path.native(), errno);
+    if (fd < 0) return Status::FromErrno("open", path.native(), errno);
     return std::unique_ptr<File>(std::make_unique<PosixFile>(Fd(fd), path));
   }
 
   Status rename(const fs::path& from, const fs::path& to) override {
     if (::rename(from.c_str(), to.c_str()) != 0)
-      return Status::IoError("rename to " + to.native() + " from", from.native(), errno);
+      return Status::FromErrno("rename to " + to.native() + " from", from.native(), errno);
     return Status();
   }
 
   Status remove(const fs::path& path) override {
-    if (::unlink(path.c_str()) != 0) return Status::IoError("unlink", path.native(), errno);
+    if (::unlink(path.c_str()) != 0) return Status::FromErrno("unlink", path.native(), errno);
     return Status();
   }
 
   Result<std::vector<std::string>> list(const fs::path& dir) override {
     DIR* d = ::opendir(dir.c_str());
-    if (d == nullptr) return Status::IoError("opendir", dir.native(), errno);
+    if (d == nullptr) return Status::FromErrno("opendir", dir.native(), errno);
     std::vector<std::string> names;
     errno = 0;
     while (struct dirent* e = ::readdir(d)) {

@@ -1,5 +1,6 @@
 #include <hopper/status.hpp>
 
+#include <cerrno>
 #include <cstring>
 
 namespace hopper {
@@ -16,6 +17,7 @@ std::string_view to_string(Errc code) noexcept {
     case Errc::locked: return "locked";
     case Errc::io_error: return "io_error";
     case Errc::corrupt: return "corrupt";
+    case Errc::not_found: return "not_found";
   }
   return "unknown";
 }
@@ -31,6 +33,12 @@ Status Status::IoError(std::string_view what, std::string_view path, int err) {
   m += ": ";
   m += std::strerror(err);
   return Status(Errc::io_error, std::move(m));
+}
+
+Status Status::FromErrno(std::string_view what, std::string_view path, int err) {
+  Status s = IoError(what, path, err);
+  if (err == ENOENT) s.state_ = std::make_shared<const State>(State{Errc::not_found, s.state_->message});
+  return s;
 }
 
 std::string Status::message() const {

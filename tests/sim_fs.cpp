@@ -105,9 +105,10 @@ class SimFileSystem::Call {
   // or ok to go ahead.
   Status admit(std::string_view what, bool mutating, const fs::path* other = nullptr) {
     if (mutating) {
+      ++sim_.mutating_ops_;
       if (sim_.frozen_) {
         ++sim_.faults_injected_;
-        return Status::IoError(std::string(what) + " (simulated power loss)", path_.native(), EIO);
+        return Status::FromErrno(std::string(what) + " (simulated power loss)", path_.native(), EIO);
       }
       // This call is let through; the machine stops right after the last one allowed.
       if (sim_.power_countdown_ && --*sim_.power_countdown_ == 0) {
@@ -129,7 +130,7 @@ class SimFileSystem::Call {
     ++sim_.faults_injected_;
     faulted_ = true;
     partial_ = fired->partial;
-    Status s = Status::IoError(std::string(what) + " (injected fault)", path_.native(), fired->err);
+    Status s = Status::FromErrno(std::string(what) + " (injected fault)", path_.native(), fired->err);
     std::erase_if(sim_.faults_, [](const ArmedFault& a) {
       return a.seen >= a.fault.nth && a.seen - a.fault.nth >= a.fault.times - 1;
     });
@@ -192,7 +193,7 @@ class SimFileSystem::SimFile final : public File {
         if (call.partial() && writable_) inode_->append(data, n / 2);
         return s;
       }
-      if (!writable_) return Status::IoError("write", path_.native(), EBADF);
+      if (!writable_) return Status::FromErrno("write", path_.native(), EBADF);
       inode_->append(data, n);
       return Status();
     }());
@@ -229,7 +230,7 @@ class SimFileSystem::SimFile final : public File {
     return call.done([&]() -> Status {
       if (dead()) return dead_error("truncate");
       if (Status s = call.admit("truncate", true); !s.ok()) return s;
-      if (!writable_) return Status::IoError("truncate", path_.native(), EINVAL);
+      if (!writable_) return Status::FromErrno("truncate", path_.native(), EINVAL);
       inode_->truncate(size);
       return Status();
     }());
@@ -249,7 +250,7 @@ class SimFileSystem::SimFile final : public File {
  private:
   bool dead() const { return boot_ != owner_->boot_; }  // under owner_->mu_
   Status dead_error(std::string_view what) const {
-    return Status::IoError(std::string(what) + " (file opened before a reboot)", path_.native(), EIO);
+    return Status::FromErrno(std::string(what) + " (file opened before a reboot)", path_.native(), EIO);
   }
 
   std::shared_ptr<SimFileSystem> owner_;
@@ -322,11 +323,11 @@ Result<std::unique_ptr<File>> SimFileSystem::open(const fs::path& path, OpenMode
     std::shared_ptr<Inode> inode = find_live_locked(k);
     const bool mutating = mode == OpenMode::truncate || (mode == OpenMode::append && inode == nullptr);
     if (Status s = call.admit("open", mutating); !s.ok()) return s;
-    if (is_dir_locked(k)) return Status::IoError("open", path.native(), EISDIR);
+    if (is_dir_locked(k)) return Status::FromErrno("open", path.native(), EISDIR);
     if (inode == nullptr) {
-      if (mode == OpenMode::read) return Status::IoError("open", path.native(), ENOENT);
+      if (mode == OpenMode::read) return Status::FromErrno("open", path.native(), ENOENT);
       const std::string parent = parent_key(k);
-      if (!is_dir_locked(parent)) return Status::IoError("open", path.native(), live_.count(parent) ? ENOTDIR : ENOENT);
+      if (!is_dir_locked(parent)) return Status::FromErrno("open", path.native(), live_.count(parent) ? ENOTDIR : ENOENT);
       inode = std::make_shared<Inode>();
       live_[k] = inode;
     } else if (mode == OpenMode::truncate) {
@@ -343,12 +344,12 @@ Status SimFileSystem::rename(const fs::path& from, const fs::path& to) {
     const std::string what = "rename to " + to.native() + " from";
     if (Status s = call.admit(what, true, &to); !s.ok()) return s;
     const std::string kf = key(from), kt = key(to);
-    if (is_dir_locked(kf)) return Status::IoError(what + " (directories are not renamed here)", from.native(), EISDIR);
+    if (is_dir_locked(kf)) return Status::FromErrno(what + " (directories are not renamed here)", from.native(), EISDIR);
     std::shared_ptr<Inode> inode = find_live_locked(kf);
-    if (inode == nullptr) return Status::IoError(what, from.native(), ENOENT);
+    if (inode == nullptr) return Status::FromErrno(what, from.native(), ENOENT);
     const std::string parent = parent_key(kt);
-    if (!is_dir_locked(parent)) return Status::IoError(what, from.native(), live_.count(parent) ? ENOTDIR : ENOENT);
-    if (is_dir_locked(kt)) return Status::IoError(what, from.native(), EISDIR);
+    if (!is_dir_locked(parent)) return Status::FromErrno(what, from.native(), live_.count(parent) ? ENOTDIR : ENOENT);
+    if (is_dir_locked(kt)) return Status::FromErrno(what, from.native(), EISDIR);
     if (kf == kt) return Status();
     live_[kt] = std::move(inode);
     live_.erase(kf);
@@ -361,8 +362,8 @@ Status SimFileSystem::remove(const fs::path& path) {
   return call.done([&]() -> Status {
     if (Status s = call.admit("unlink", true); !s.ok()) return s;
     const std::string k = key(path);
-    if (is_dir_locked(k)) return Status::IoError("unlink", path.native(), EISDIR);
-    if (live_.erase(k) == 0) return Status::IoError("unlink", path.native(), ENOENT);
+    if (is_dir_locked(k)) return Status::FromErrno("unlink", path.native(), EISDIR);
+    if (live_.erase(k) == 0) return Status::FromErrno("unlink", path.native(), ENOENT);
     return Status();
   }());
 }
@@ -372,7 +373,7 @@ Result<std::vector<std::string>> SimFileSystem::list(const fs::path& dir) {
   return call.done([&]() -> Result<std::vector<std::string>> {
     if (Status s = call.admit("opendir", false); !s.ok()) return s;
     const std::string d = key(dir);
-    if (!is_dir_locked(d)) return Status::IoError("opendir", dir.native(), live_.count(d) ? ENOTDIR : ENOENT);
+    if (!is_dir_locked(d)) return Status::FromErrno("opendir", dir.native(), live_.count(d) ? ENOTDIR : ENOENT);
     std::vector<std::string> names;
     for (const auto& [k, inode] : live_)
       if (parent_key(k) == d) names.push_back(name_of(k));
@@ -388,7 +389,7 @@ Status SimFileSystem::create_directories(const fs::path& dir) {
     if (Status s = call.admit("mkdir", true); !s.ok()) return s;
     std::vector<std::string> missing;
     for (std::string k = key(dir); !is_dir_locked(k); k = parent_key(k)) {
-      if (live_.count(k)) return Status::IoError("mkdir", dir.native(), ENOTDIR);
+      if (live_.count(k)) return Status::FromErrno("mkdir", dir.native(), ENOTDIR);
       missing.push_back(k);
     }
     dirs_.insert(missing.begin(), missing.end());
@@ -401,7 +402,7 @@ Status SimFileSystem::sync_directory(const fs::path& dir) {
   return call.done([&]() -> Status {
     if (Status s = call.admit("fsync directory", true); !s.ok()) return s;
     const std::string d = key(dir);
-    if (!is_dir_locked(d)) return Status::IoError("open directory", dir.native(), live_.count(d) ? ENOTDIR : ENOENT);
+    if (!is_dir_locked(d)) return Status::FromErrno("open directory", dir.native(), live_.count(d) ? ENOTDIR : ENOENT);
     std::erase_if(durable_, [&](const auto& e) { return parent_key(e.first) == d; });
     for (const auto& [k, inode] : live_)
       if (parent_key(k) == d) durable_[k] = inode;
@@ -415,10 +416,10 @@ Result<std::unique_ptr<FileLock>> SimFileSystem::lock(const fs::path& path) {
     const std::string k = key(path);
     const bool exists = live_.count(k) > 0;
     if (Status s = call.admit("lock", !exists && !is_dir_locked(k)); !s.ok()) return s;
-    if (is_dir_locked(k)) return Status::IoError("open", path.native(), EISDIR);
+    if (is_dir_locked(k)) return Status::FromErrno("open", path.native(), EISDIR);
     if (!exists) {
       const std::string parent = parent_key(k);
-      if (!is_dir_locked(parent)) return Status::IoError("open", path.native(), live_.count(parent) ? ENOTDIR : ENOENT);
+      if (!is_dir_locked(parent)) return Status::FromErrno("open", path.native(), live_.count(parent) ? ENOTDIR : ENOENT);
       live_[k] = std::make_shared<Inode>();
     }
     if (locks_.count(k)) return Status(Errc::locked, path.native() + " is held by another process or handle");
@@ -452,6 +453,11 @@ std::uint64_t SimFileSystem::faults_injected() const {
   return faults_injected_;
 }
 
+std::uint64_t SimFileSystem::mutating_ops() const {
+  std::lock_guard lk(mu_);
+  return mutating_ops_;
+}
+
 void SimFileSystem::arm(SimFault fault) {
   if (fault.times == 0) return;  // fails nothing
   fault.nth = std::max<std::uint64_t>(fault.nth, 1);
@@ -462,6 +468,7 @@ void SimFileSystem::arm(SimFault fault) {
 void SimFileSystem::clear_faults() {
   std::lock_guard lk(mu_);
   faults_.clear();
+  power_countdown_.reset();  // a cut not yet come does not come
 }
 
 std::size_t SimFileSystem::faults_armed() const {

@@ -102,11 +102,14 @@ class SimFileSystem final : public FileSystem, public std::enable_shared_from_th
   std::uint64_t total_ops() const;
   // Calls failed on purpose: by a fault, or refused after the power cut.
   std::uint64_t faults_injected() const;
+  // Mutating calls so far (what power_cut_after counts), refused ones included.
+  std::uint64_t mutating_ops() const;
 
   // ---- faults ----
   // Several faults may be armed at once; each counts the matching calls it sees. When two
   // fire on the same call, the one armed first decides the errno (and `partial`).
   void arm(SimFault fault);
+  // Disarms every fault, and a power cut armed by power_cut_after that has not come yet.
   void clear_faults();
   std::size_t faults_armed() const;  // armed and not yet spent
 
@@ -182,6 +185,7 @@ class SimFileSystem final : public FileSystem, public std::enable_shared_from_th
   std::optional<std::uint64_t> power_countdown_;    // [mu_] mutating calls still let through
   std::array<std::uint64_t, kSimOpKinds> counts_{}; // [mu_]
   std::uint64_t faults_injected_ = 0;               // [mu_]
+  std::uint64_t mutating_ops_ = 0;                  // [mu_]
   std::uint64_t torn_rng_;                          // [mu_] random_prefix choices
   std::uint64_t perturb_rng_;                       // [mu_] perturb() draws: its own stream, so
                                                     // that perturbing does not change torn tails

@@ -22,6 +22,9 @@ enum class Errc {
   locked,            // another process (or handle) holds the queue directory
   io_error,          // the operating system refused; the message names the path and errno text
   corrupt,           // stored data failed validation
+  not_found,         // a file or directory the call needed does not exist (ENOENT); the message
+                     // names the path. Returned by FileSystem implementations; a queue treats
+                     // it as an I/O fault of its own kind (a segment file that is gone)
 };
 
 // Short lower-case name of a code, e.g. "io_error".
@@ -38,6 +41,9 @@ class [[nodiscard]] Status {
   static Status Ok() noexcept { return Status(); }
   // An io_error naming `what` (an operation), `path` and the errno text of `err`.
   static Status IoError(std::string_view what, std::string_view path, int err);
+  // The same, but not_found when `err` is ENOENT: what a FileSystem returns, so that a
+  // queue can tell a file that is gone from one that cannot be read.
+  static Status FromErrno(std::string_view what, std::string_view path, int err);
 
   bool ok() const noexcept { return state_ == nullptr; }
   Errc code() const noexcept { return state_ ? state_->code : Errc::ok; }
