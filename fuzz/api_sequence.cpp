@@ -161,7 +161,11 @@ class Harness {
     const std::uint64_t fp = footprint(item);
     const bool fits = !always() && before.memory_bytes + fp <= o_.max_memory_bytes;
     const bool too_big_for_disk = page_bound(kItemOverhead + item.size()) > o_.segment_bytes;
-    const bool certainly_too_large = spill() ? (!fits && too_big_for_disk) : fp > o_.max_memory_bytes;
+    // Spilling, an item too big for a segment waits for room in memory unless its
+    // footprint exceeds the memory budget (or memory is not used: always).
+    const bool certainly_too_large =
+        spill() ? (too_big_for_disk && (o_.sync == SyncPolicy::always || fp > o_.max_memory_bytes))
+                : fp > o_.max_memory_bytes;
     // A blocking send could wait forever here (one thread): only when it cannot.
     if (kind == Kind::send && o_.when_full == FullPolicy::block && !fits && !certainly_too_large) kind = Kind::try_send;
     Status st;
@@ -195,7 +199,9 @@ class Harness {
         HOPPER_FUZZ_CHECK(!certainly_too_large, "full for an item that can never fit");
         break;
       case Errc::too_large:
-        HOPPER_FUZZ_CHECK(spill() ? too_big_for_disk : fp > o_.max_memory_bytes, "too_large for an item that fits");
+        HOPPER_FUZZ_CHECK(spill() ? too_big_for_disk && (o_.sync == SyncPolicy::always || fp > o_.max_memory_bytes)
+                                  : fp > o_.max_memory_bytes,
+                          "too_large for an item that fits");
         HOPPER_FUZZ_CHECK(!memory_certain, "too_large although memory has room");
         break;
       default:

@@ -62,6 +62,21 @@ bool page_checksum_ok(std::string_view header, std::string_view payload) {
   return page_checksum(header.data(), payload) == get_u64(header.data() + 32);
 }
 
+struct PageChecksum::State {
+  XXH3_state_t xxh;
+};
+
+PageChecksum::PageChecksum(std::string_view header) : state_(std::make_unique<State>()) {
+  XXH3_64bits_reset(&state_->xxh);
+  if (header.size() >= kPageHeaderSize) {
+    XXH3_64bits_update(&state_->xxh, header.data(), 32);
+    expected_ = get_u64(header.data() + 32);
+  }
+}
+PageChecksum::~PageChecksum() = default;
+void PageChecksum::update(std::string_view piece) { XXH3_64bits_update(&state_->xxh, piece.data(), piece.size()); }
+bool PageChecksum::matches() const { return XXH3_64bits_digest(&state_->xxh) == expected_; }
+
 std::optional<std::string_view> ItemCursor::next() {
   if (pos_ == raw_.size()) return std::nullopt;
   if (raw_.size() - pos_ < kItemPrefixSize) {
@@ -110,11 +125,34 @@ std::string encode_cursor(std::uint64_t next_seq) {
   return out;
 }
 
+std::string encode_cursor(std::uint64_t position, std::uint64_t end) {
+  std::string out(kCursorV2Size, '\0');
+  put_u32(out.data(), kCursorMagic);
+  put_u32(out.data() + 4, kCursorVersion2);
+  put_u64(out.data() + 8, position);
+  put_u64(out.data() + 16, end);
+  put_u64(out.data() + 24, XXH3_64bits(out.data(), 24));
+  return out;
+}
+
+std::optional<CursorRecord> decode_cursor_record(std::string_view b) {
+  if (b.size() < 8 || get_u32(b.data()) != kCursorMagic) return std::nullopt;
+  const std::uint32_t version = get_u32(b.data() + 4);
+  if (version == kVersion && b.size() == kCursorSize) {
+    if (get_u64(b.data() + 16) != XXH3_64bits(b.data(), 16)) return std::nullopt;
+    return CursorRecord{get_u64(b.data() + 8), std::nullopt};
+  }
+  if (version == kCursorVersion2 && b.size() == kCursorV2Size) {
+    if (get_u64(b.data() + 24) != XXH3_64bits(b.data(), 24)) return std::nullopt;
+    return CursorRecord{get_u64(b.data() + 8), get_u64(b.data() + 16)};
+  }
+  return std::nullopt;
+}
+
 std::optional<std::uint64_t> decode_cursor(std::string_view b) {
-  if (b.size() != kCursorSize) return std::nullopt;
-  if (get_u32(b.data()) != kCursorMagic || get_u32(b.data() + 4) != kVersion) return std::nullopt;
-  if (get_u64(b.data() + 16) != XXH3_64bits(b.data(), 16)) return std::nullopt;
-  return get_u64(b.data() + 8);
+  auto r = decode_cursor_record(b);
+  if (!r) return std::nullopt;
+  return r->position;
 }
 
 }  // namespace hopper::format

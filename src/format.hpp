@@ -1,7 +1,10 @@
 // The on-disk format of a queue directory, in one place. docs/format.md is its grammar.
 //
 //   DIR/LOCK                       flock'ed while a process has the queue open
-//   DIR/CURSOR                     next sequence number to deliver (clean shutdown)
+//   DIR/CURSOR                     next sequence number to deliver (commit, clean shutdown;
+//                                  replaced durably)
+//   DIR/CURSOR.read                the same, advisory: how far the receiver got (replaced
+//                                  without sync; a reader takes the larger valid one)
 //   DIR/hopper-<20 digits>.seg     segment files, numbered from 1
 //
 // A segment file:
@@ -31,6 +34,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -46,7 +50,9 @@ inline constexpr std::uint32_t kVersion = 1;
 inline constexpr std::size_t kSegmentHeaderSize = 32;
 inline constexpr std::size_t kPageHeaderSize = 40;
 inline constexpr std::size_t kItemPrefixSize = 4;
-inline constexpr std::size_t kCursorSize = 24;
+inline constexpr std::size_t kCursorSize = 24;    // CURSOR version 1: the position alone
+inline constexpr std::size_t kCursorV2Size = 32;  // CURSOR version 2: the position and the end
+inline constexpr std::uint32_t kCursorVersion2 = 2;
 
 // Largest raw (uncompressed) page a reader accepts: bounds allocation on damaged input.
 inline constexpr std::uint32_t kMaxRawPage = 1u << 31;
@@ -75,6 +81,22 @@ void encode_page_header(PageHeader& h, std::string_view payload, char out[kPageH
 std::optional<PageHeader> parse_page_header(std::string_view bytes);
 // True when `payload` (payload_len bytes) matches the header's checksum.
 bool page_checksum_ok(std::string_view header_bytes, std::string_view payload);
+// The same check over a payload given in pieces, in order: for payloads read through a
+// bounded window. Not thread-safe.
+class PageChecksum {
+ public:
+  explicit PageChecksum(std::string_view header_bytes);  // kPageHeaderSize bytes
+  ~PageChecksum();
+  PageChecksum(const PageChecksum&) = delete;
+  PageChecksum& operator=(const PageChecksum&) = delete;
+  void update(std::string_view piece);
+  bool matches() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+  std::uint64_t expected_ = 0;
+};
 
 // Walks the length-prefixed items of a raw page. Stops (and reports) on a prefix that
 // runs past the end.
@@ -99,9 +121,26 @@ std::optional<std::uint64_t> parse_segment_file_name(std::string_view name);
 inline constexpr const char* kLockFileName = "LOCK";
 inline constexpr const char* kCursorFileName = "CURSOR";
 inline constexpr const char* kCursorTempName = "CURSOR.tmp";
+// The advisory position, written as the receiver finishes segments (without manual
+// commit). Never synced, so a power loss may leave it damaged or old: it is then ignored,
+// and it never replaces CURSOR, so a durable commit is never undone by it.
+inline constexpr const char* kReadCursorFileName = "CURSOR.read";
+inline constexpr const char* kReadCursorTempName = "CURSOR.read.tmp";
 
-// CURSOR: magic u32 | version u32 | next_seq u64 | checksum u64 = XXH3-64(bytes 0..15)
-std::string encode_cursor(std::uint64_t next_seq);
+// CURSOR, version 1: magic u32 | version u32 (1) | position u64 | checksum u64 =
+//   XXH3-64(bytes 0..15). Read, never written any more.
+// CURSOR, version 2: magic u32 | version u32 (2) | position u64 | end u64 | checksum u64 =
+//   XXH3-64(bytes 0..23). `end`: the number the next accepted item was to get when it was
+//   written, so that items accepted before it and found on no page are counted missing at
+//   open even when no later page shows the gap.
+struct CursorRecord {
+  std::uint64_t position = 0;
+  std::optional<std::uint64_t> end;  // version 2 only
+};
+std::string encode_cursor(std::uint64_t position);  // version 1 (tests of old directories)
+std::string encode_cursor(std::uint64_t position, std::uint64_t end);  // version 2
+std::optional<CursorRecord> decode_cursor_record(std::string_view bytes);
+// The position of either version.
 std::optional<std::uint64_t> decode_cursor(std::string_view bytes);
 
 inline void put_u32(char* p, std::uint32_t v) {

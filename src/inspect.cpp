@@ -100,17 +100,23 @@ struct CursorRead {
   bool damaged = false;
 };
 
+// The delivery position as recovery takes it: the larger of CURSOR and the advisory
+// CURSOR.read (whose damage, expected after a power loss, is not reported).
 CursorRead read_cursor(const fs::path& dir) {
   CursorRead c;
-  ReadOnlyFile f;
-  if (f.open(dir / format::kCursorFileName) != 0) return c;
-  std::string bytes;
-  if (f.read_at(0, format::kCursorSize + 1, bytes) != 0) {
-    c.damaged = true;
-    return c;
+  for (const char* name : {format::kCursorFileName, format::kReadCursorFileName}) {
+    const bool advisory = name == std::string_view(format::kReadCursorFileName);
+    ReadOnlyFile f;
+    if (f.open(dir / name) != 0) continue;
+    std::string bytes;
+    std::optional<std::uint64_t> position;
+    if (f.read_at(0, format::kCursorV2Size + 1, bytes) == 0) position = format::decode_cursor(bytes);
+    if (position) {
+      c.next_seq = std::max(c.next_seq.value_or(0), *position);
+    } else if (!advisory) {
+      c.damaged = true;
+    }
   }
-  c.next_seq = format::decode_cursor(bytes);
-  c.damaged = !c.next_seq.has_value();
   return c;
 }
 

@@ -1,166 +1,373 @@
 #include "recovery.hpp"
 
 #include <algorithm>
+#include <array>
+#include <chrono>
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <thread>
 
 #include "format.hpp"
 
 namespace hopper::detail {
 namespace {
 
-// A page at `off` is valid when its header parses, its lengths fit the image, its
+// Attempts at reading one file at open before it counts as unreadable, and the pauses
+// between them: a transient fault (a busy device, a retried I/O) gets a second chance,
+// a dead file costs the open about 11 ms.
+constexpr int kReadAttempts = 3;
+constexpr std::array<std::chrono::milliseconds, kReadAttempts - 1> kReadPauses{std::chrono::milliseconds(1),
+                                                                               std::chrono::milliseconds(10)};
+// Bytes a scan of a file holds at once (pages larger than this are checksummed piecewise).
+constexpr std::size_t kWindow = 1 << 20;
+
+// What a scan reads: bytes [off, off + n) of a segment, through a view valid until the
+// next call. Shorter only at the end of the source.
+class ScanSource {
+ public:
+  virtual ~ScanSource() = default;
+  virtual std::uint64_t size() const noexcept = 0;
+  virtual Result<std::string_view> view(std::uint64_t off, std::size_t n) = 0;
+};
+
+class ImageSource final : public ScanSource {
+ public:
+  explicit ImageSource(std::string_view image) : image_(image) {}
+  std::uint64_t size() const noexcept override { return image_.size(); }
+  Result<std::string_view> view(std::uint64_t off, std::size_t n) override {
+    if (off >= image_.size()) return std::string_view();
+    return image_.substr(off, n);
+  }
+
+ private:
+  std::string_view image_;
+};
+
+// A file through one window of kWindow bytes (or the request, if larger: never more than
+// one page header or one piece of a payload, both bounded by the callers).
+class FileSource final : public ScanSource {
+ public:
+  FileSource(File& file, std::uint64_t size) : file_(file), size_(size) {}
+  std::uint64_t size() const noexcept override { return size_; }
+  Result<std::string_view> view(std::uint64_t off, std::size_t n) override {
+    if (off >= size_) return std::string_view();
+    n = static_cast<std::size_t>(std::min<std::uint64_t>(n, size_ - off));
+    if (off < start_ || off + n > start_ + window_.size()) {
+      const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(std::max(n, kWindow), size_ - off));
+      window_.resize(want);
+      auto got = file_.read_at(off, window_.data(), want);
+      if (!got.ok()) {
+        window_.clear();
+        return got.status();
+      }
+      window_.resize(*got);
+      start_ = off;
+    }
+    return std::string_view(window_).substr(static_cast<std::size_t>(off - start_), n);
+  }
+
+ private:
+  File& file_;
+  std::uint64_t size_;
+  std::string window_;
+  std::uint64_t start_ = 0;
+};
+
+// A page at `off` is valid when its header parses, its lengths fit the source, its
 // checksum matches and it belongs to this segment. Only then is payload_len trusted.
-std::optional<PageRef> valid_page_at(std::string_view image, std::uint64_t off, std::uint64_t number) {
-  if (image.size() - off < format::kPageHeaderSize) return std::nullopt;
-  auto h = format::parse_page_header(image.substr(off, format::kPageHeaderSize));
-  if (!h) return std::nullopt;
-  if (h->payload_len > image.size() - off - format::kPageHeaderSize) return std::nullopt;
-  std::string_view header = image.substr(off, format::kPageHeaderSize);
-  std::string_view payload = image.substr(off + format::kPageHeaderSize, h->payload_len);
-  if (!format::page_checksum_ok(header, payload)) return std::nullopt;
-  if (h->segment != number || h->raw_len > format::kMaxRawPage) return std::nullopt;
+Result<std::optional<PageRef>> valid_page_at(ScanSource& src, std::uint64_t off, std::uint64_t number) {
+  if (src.size() - off < format::kPageHeaderSize) return std::optional<PageRef>();
+  auto hv = src.view(off, format::kPageHeaderSize);
+  if (!hv.ok()) return hv.status();
+  char header[format::kPageHeaderSize];
+  std::memcpy(header, hv->data(), sizeof header);  // the view dies with the next read
+  const std::string_view hs(header, sizeof header);
+  auto h = format::parse_page_header(hs);
+  if (!h) return std::optional<PageRef>();
+  if (h->payload_len > src.size() - off - format::kPageHeaderSize) return std::optional<PageRef>();
+  format::PageChecksum sum(hs);
+  for (std::uint64_t at = 0; at < h->payload_len;) {
+    auto piece = src.view(off + format::kPageHeaderSize + at,
+                          static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, h->payload_len - at)));
+    if (!piece.ok()) return piece.status();
+    if (piece->empty()) return std::optional<PageRef>();
+    sum.update(*piece);
+    at += piece->size();
+  }
+  if (!sum.matches()) return std::optional<PageRef>();
+  if (h->segment != number || h->raw_len > format::kMaxRawPage) return std::optional<PageRef>();
   PageRef ref;
   ref.segment = number;
   ref.offset = off;
   ref.bytes = format::kPageHeaderSize + h->payload_len;
   ref.first_seq = h->first_seq;
   ref.count = h->item_count;
-  return ref;
+  return std::optional<PageRef>(ref);
 }
 
-// Next offset after `from` where a valid page starts, or npos.
-std::uint64_t resync(std::string_view image, std::uint64_t from, std::uint64_t number) {
+constexpr std::uint64_t kNone = std::numeric_limits<std::uint64_t>::max();
+
+// Next offset in [from, end) where a valid page starts, or kNone.
+Result<std::uint64_t> resync(ScanSource& src, std::uint64_t from, std::uint64_t end, std::uint64_t number) {
   char magic[4];
   format::put_u32(magic, format::kPageMagic);
-  std::string_view m(magic, 4);
-  for (std::size_t p = image.find(m, from); p != std::string_view::npos; p = image.find(m, p + 1)) {
-    if (valid_page_at(image, p, number)) return p;
+  const std::string_view m(magic, 4);
+  std::uint64_t at = from;
+  while (at < end) {
+    // A window overlapping the previous one by three bytes, so no magic is split.
+    auto v = src.view(at, static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, end - at + 3)));
+    if (!v.ok()) return v.status();
+    if (v->size() < m.size()) return kNone;
+    const std::size_t hit = v->find(m);
+    if (hit == std::string_view::npos || at + hit >= end) {
+      at += v->size() - 3;
+      continue;
+    }
+    const std::uint64_t candidate = at + hit;
+    auto page = valid_page_at(src, candidate, number);
+    if (!page.ok()) return page.status();
+    if (page->has_value()) return candidate;
+    at = candidate + 1;
   }
-  return std::string_view::npos;
+  return kNone;
 }
 
-}  // namespace
+// Whether [from, size) holds only zero bytes.
+Result<bool> all_zeros(ScanSource& src, std::uint64_t from) {
+  for (std::uint64_t at = from; at < src.size();) {
+    auto v = src.view(at, kWindow);
+    if (!v.ok()) return v.status();
+    if (v->empty()) break;
+    if (v->find_first_not_of('\0') != std::string_view::npos) return false;
+    at += v->size();
+  }
+  return true;
+}
 
-SegmentScan scan_segment(std::string_view image, std::uint64_t number) {
+Result<SegmentScan> scan(ScanSource& src, std::uint64_t number, std::uint64_t resync_limit) {
   SegmentScan scan;
-  auto header = format::decode_segment_header(image);
+  const std::uint64_t size = src.size();
+  auto hv = src.view(0, format::kSegmentHeaderSize);
+  if (!hv.ok()) return hv.status();
+  auto header = format::decode_segment_header(*hv);
   scan.header_ok = header.has_value() && header->segment == number;
   scan.version = header ? header->version : 0;
   if (!scan.header_ok)
-    scan.problems.push_back(image.size() < format::kSegmentHeaderSize ? "segment header cut short"
-                                                                      : "segment header damaged");
-  if (image.size() < format::kSegmentHeaderSize) {
+    scan.problems.push_back(size < format::kSegmentHeaderSize ? "segment header cut short" : "segment header damaged");
+  if (size < format::kSegmentHeaderSize) {
     scan.cut = 0;
-    scan.torn_bytes = image.size();
+    scan.torn_bytes = size;
     return scan;
   }
   std::uint64_t off = format::kSegmentHeaderSize;
-  scan.cut = image.size();
-  while (off < image.size()) {
-    if (auto page = valid_page_at(image, off, number)) {
-      scan.pages.push_back(*page);
-      off += page->bytes;
+  scan.cut = size;
+  while (off < size) {
+    auto page = valid_page_at(src, off, number);
+    if (!page.ok()) return page.status();
+    if (page->has_value()) {
+      scan.pages.push_back(**page);
+      off += (*page)->bytes;
       continue;
     }
-    // Damage at `off`: look for the next page that proves itself by its checksum.
-    const std::uint64_t next = resync(image, off + 1, number);
-    if (next == std::string_view::npos) {
+    // Damage at `off`: look for the next page that proves itself by its checksum, but not
+    // past the limit (a region that large is not something this queue writes).
+    const std::uint64_t end = resync_limit >= size - off ? size : off + 1 + resync_limit;
+    auto next = resync(src, off + 1, end, number);
+    if (!next.ok()) return next.status();
+    if (*next == kNone && end < size) {
+      ++scan.corrupt_pages;
+      scan.complete = false;
+      scan.problems.push_back("no valid page in the " + std::to_string(end - off) + " bytes from offset " +
+                              std::to_string(off) + "; the " + std::to_string(size - end) +
+                              " bytes after them were not scanned and are left in place");
+      break;
+    }
+    if (*next == kNone) {
       // Nothing valid follows: a tail. It is torn if it is an incomplete page (the writer
       // died mid-append), damaged otherwise; either way it is cut.
-      auto h = format::parse_page_header(image.substr(off));
-      const std::string_view tail = image.substr(off);
+      auto tail_head = src.view(off, format::kPageHeaderSize);
+      if (!tail_head.ok()) return tail_head.status();
+      auto h = format::parse_page_header(*tail_head);
       // Zeros are what a file system leaves when a crash extended the file but not its
       // data: as torn as a short page.
-      const bool zeros = tail.find_first_not_of('\0') == std::string_view::npos;
-      const bool incomplete =
-          zeros || image.size() - off < format::kPageHeaderSize ||
-          (h && h->payload_len > image.size() - off - format::kPageHeaderSize);
+      auto zeros = all_zeros(src, off);
+      if (!zeros.ok()) return zeros.status();
+      const bool incomplete = *zeros || size - off < format::kPageHeaderSize ||
+                              (h && h->payload_len > size - off - format::kPageHeaderSize);
       if (incomplete) {
-        scan.torn_bytes += image.size() - off;
-        scan.problems.push_back("torn tail of " + std::to_string(image.size() - off) +
-                                " bytes at offset " + std::to_string(off) + " cut");
+        scan.torn_bytes += size - off;
+        scan.problems.push_back("torn tail of " + std::to_string(size - off) + " bytes at offset " +
+                                std::to_string(off) + " cut");
       } else {
         ++scan.corrupt_pages;
         scan.problems.push_back("damaged page at offset " + std::to_string(off) + " (" +
-                                std::to_string(image.size() - off) + " bytes to the end) cut");
+                                std::to_string(size - off) + " bytes to the end) cut");
       }
       scan.cut = off;
       break;
     }
     ++scan.corrupt_pages;
-    scan.problems.push_back("damaged bytes " + std::to_string(off) + ".." + std::to_string(next) +
-                            " skipped");
-    off = next;
+    scan.problems.push_back("damaged bytes " + std::to_string(off) + ".." + std::to_string(*next) + " skipped");
+    off = *next;
   }
   return scan;
 }
 
-Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir) {
+// Runs `attempt` until it succeeds or kReadAttempts have failed, pausing between tries.
+// Each failure is counted in `errors`.
+template <class F>
+auto with_retries(F attempt, std::uint64_t& errors) -> decltype(attempt()) {
+  for (int i = 0;; ++i) {
+    auto r = attempt();
+    if (r.ok()) return r;
+    ++errors;
+    if (i + 1 == kReadAttempts) return r;
+    std::this_thread::sleep_for(kReadPauses[static_cast<std::size_t>(i)]);
+  }
+}
+
+}  // namespace
+
+SegmentScan scan_segment(std::string_view image, std::uint64_t number) {
+  ImageSource src(image);
+  auto r = scan(src, number, kNone);
+  return std::move(*r);  // an image never fails to read
+}
+
+Result<SegmentScan> scan_segment_file(File& file, std::uint64_t number, std::uint64_t resync_limit) {
+  auto size = file.size();
+  if (!size.ok()) return size.status();
+  FileSource src(file, *size);
+  return scan(src, number, resync_limit);
+}
+
+std::optional<format::CursorRecord> read_cursor_file(FileSystem& fs, const std::filesystem::path& path,
+                                                     bool listed, std::string& problem,
+                                                     std::uint64_t* read_errors) {
+  problem.clear();
+  bool absent = false;
+  std::uint64_t errors = 0;
+  auto bytes = with_retries(
+      [&]() -> Result<std::string> {
+        auto f = fs.open(path, OpenMode::read);
+        if (!f.ok()) {
+          if (f.status().code() == Errc::not_found && !listed) {
+            absent = true;
+            return std::string();  // absent is an answer, not a failure
+          }
+          return f.status();
+        }
+        std::string b(format::kCursorV2Size + 1, '\0');
+        auto got = (*f)->read_at(0, b.data(), b.size());
+        if (!got.ok()) return got.status();
+        b.resize(*got);
+        return b;
+      },
+      errors);
+  if (read_errors) *read_errors += errors;
+  if (!bytes.ok()) {
+    problem = bytes.status().message() + " (unreadable after " + std::to_string(kReadAttempts) + " attempts)";
+    return std::nullopt;
+  }
+  if (absent) return std::nullopt;
+  auto c = format::decode_cursor_record(*bytes);
+  if (!c) problem = "damaged";
+  return c;
+}
+
+Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir, const RecoveryLimits& limits) {
   Recovery rec;
   auto names = fs.list(dir);
   if (!names.ok()) return names.status();
 
-  std::uint64_t cursor = 0;
   std::vector<std::uint64_t> numbers;
+  bool cursor_listed = false, read_cursor_listed = false;
   for (const std::string& name : *names) {
+    cursor_listed |= name == format::kCursorFileName;
+    read_cursor_listed |= name == format::kReadCursorFileName;
     if (auto n = format::parse_segment_file_name(name)) numbers.push_back(*n);
-    if (name == format::kCursorTempName) (void)fs.remove(dir / name);  // an interrupted replace
+    // An interrupted replace: the file it was to replace is still there.
+    if (name == format::kCursorTempName || name == format::kReadCursorTempName) (void)fs.remove(dir / name);
   }
   std::sort(numbers.begin(), numbers.end());
 
+  // The delivery position: the larger of CURSOR (durable) and CURSOR.read (advisory).
+  std::uint64_t cursor = 0;
+  std::uint64_t end = 0;
   {
+    std::string problem;
     const auto path = dir / format::kCursorFileName;
-    auto f = fs.open(path, OpenMode::read);
-    if (f.ok()) {
-      std::string bytes(format::kCursorSize + 1, '\0');
-      auto got = (*f)->read_at(0, bytes.data(), bytes.size());
-      if (!got.ok()) return got.status();
-      bytes.resize(*got);
-      if (auto c = format::decode_cursor(bytes)) {
-        cursor = *c;
-      } else {
-        // Without a trustworthy cursor, delivered items may come again: redelivery, not loss.
-        rec.problems.push_back(path.native() + ": damaged; delivering from the oldest page");
-      }
+    if (auto c = read_cursor_file(fs, path, cursor_listed, problem, &rec.read_errors)) {
+      cursor = c->position;
+      end = c->end.value_or(0);
+    } else if (!problem.empty()) {
+      // Without a trustworthy cursor, delivered items may come again: redelivery, not loss.
+      rec.problems.push_back(path.native() + ": " + problem + "; delivering from the oldest page");
+    }
+    // The advisory one is never synced: damaged after a power loss is expected, and says
+    // nothing worth reporting. Unreadable is a fault of the disk: that is reported.
+    const auto read_path = dir / format::kReadCursorFileName;
+    if (auto c = read_cursor_file(fs, read_path, read_cursor_listed, problem, &rec.read_errors)) {
+      cursor = std::max(cursor, c->position);
+      end = std::max(end, c->end.value_or(0));
+    } else if (problem != "damaged" && !problem.empty()) {
+      rec.problems.push_back(read_path.native() + ": " + problem + "; ignored");
     }
   }
 
   std::vector<PageRef> all;
-  std::vector<RecoveredSegment> found;
-  // One buffer for every segment's image, replaced (not grown) when a larger file comes:
-  // growing a string would double its capacity and keep two images alive at once.
-  std::unique_ptr<char[]> buffer;
-  std::uint64_t buffer_size = 0;
+  // Segments scanned, in number order; `unscanned`: not wholly scanned and nothing valid
+  // found (not ours to delete).
+  struct Found {
+    RecoveredSegment segment;
+    bool unscanned = false;
+  };
+  std::vector<Found> found;
   for (std::uint64_t number : numbers) {
     const auto path = dir / format::segment_file_name(number);
-    auto f = fs.open(path, OpenMode::append);
-    if (!f.ok()) return f.status();
-    auto size = (*f)->size();
-    if (!size.ok()) return size.status();
-    if (*size > buffer_size) {
-      buffer.reset();
-      buffer = std::make_unique_for_overwrite<char[]>(*size);
-      buffer_size = *size;
+    std::unique_ptr<File> file;
+    std::uint64_t size = 0;
+    auto scanned = with_retries(
+        [&]() -> Result<SegmentScan> {
+          file.reset();
+          auto f = fs.open(path, OpenMode::append);
+          if (!f.ok()) return f.status();
+          file = std::move(*f);
+          auto sz = file->size();
+          if (!sz.ok()) return sz.status();
+          size = *sz;
+          return scan_segment_file(*file, number, limits.resync_limit);
+        },
+        rec.read_errors);
+    if (!scanned.ok()) {
+      // Its items are not delivered now; the file stays as it is, for a later open (or an
+      // operator) to read. Later items still are delivered: the gap is reported below.
+      rec.problems.push_back(path.native() + ": unreadable (" + scanned.status().message() + ") after " +
+                             std::to_string(kReadAttempts) + " attempts; left in place, its items are skipped");
+      continue;
     }
-    auto got = (*f)->read_at(0, buffer.get(), *size);
-    if (!got.ok()) return got.status();
-    const std::string_view image(buffer.get(), *got);
-    SegmentScan scan = scan_segment(image, number);
+    SegmentScan& scan = *scanned;
     if (scan.header_ok && scan.version != format::kVersion)
-      return Status(Errc::corrupt, path.native() + ": written by format version " +
-                                       std::to_string(scan.version) + ", this build reads version " +
-                                       std::to_string(format::kVersion) + "; left untouched");
+      return Status(Errc::corrupt, path.native() + ": written by format version " + std::to_string(scan.version) +
+                                       ", this build reads version " + std::to_string(format::kVersion) +
+                                       "; left untouched");
     for (auto& p : scan.problems) rec.problems.push_back(path.native() + ": " + p);
     rec.corrupt_pages += scan.corrupt_pages;
     rec.torn_bytes += scan.torn_bytes;
-    if (scan.cut < image.size() && !scan.pages.empty()) {
-      Status s = (*f)->truncate(scan.cut);
-      if (!s.ok()) return s;
+    std::uint64_t bytes = size;
+    if (scan.complete && scan.cut < size && !scan.pages.empty()) {
+      Status s = file->truncate(scan.cut);
+      if (s.ok()) {
+        bytes = scan.cut;
+      } else {
+        // The tail stays; nothing will be appended to this file, and a later open cuts it.
+        rec.problems.push_back(path.native() + ": could not cut the damaged tail (" + s.message() + ")");
+      }
     }
+    file.reset();
     for (auto& p : scan.pages) all.push_back(p);
-    found.push_back({number, scan.pages.empty() ? 0 : scan.cut, 0});
+    found.push_back({{number, scan.pages.empty() ? 0 : bytes, 0}, scan.pages.empty() && !scan.complete});
   }
 
   // Order is by sequence number, not file position (items persisted at shutdown come
@@ -179,8 +386,8 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir) {
       rec.missing += gap;
       rec.problems.push_back(dir.native() + ": items " + std::to_string(expect) + ".." +
                              std::to_string(p.first_seq - 1) + " (" + std::to_string(gap) +
-                             ") are not on disk: lost with damaged or removed segment data, dropped "
-                             "(drop_oldest), or, after a crash, items that were only in memory "
+                             ") are not on disk: lost with damaged, unreadable or removed segment data, "
+                             "dropped (drop_oldest), or, after a crash, items that were only in memory "
                              "(delivered or not)");
     }
     p.skip = static_cast<std::uint32_t>(expect > p.first_seq ? expect - p.first_seq : 0);
@@ -189,26 +396,46 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir) {
     rec.pages.push_back(p);
     // `found` is in segment-number order: a binary search, not a scan per page.
     auto seg = std::lower_bound(found.begin(), found.end(), p.segment,
-                                [](const RecoveredSegment& s, std::uint64_t n) { return s.number < n; });
-    if (seg != found.end() && seg->number == p.segment) ++seg->pages;
+                                [](const Found& f, std::uint64_t n) { return f.segment.number < n; });
+    if (seg != found.end() && seg->segment.number == p.segment) ++seg->segment.pages;
   }
-  rec.next_seq = max_end;
+  // Items accepted before the cursor was written that no page holds, after the last page:
+  // no later page shows this gap, the recorded end does.
+  if (end > expect) {
+    const std::uint64_t gap = end - expect;
+    rec.missing += gap;
+    rec.problems.push_back(dir.native() + ": items " + std::to_string(expect) + ".." + std::to_string(end - 1) + " (" +
+                           std::to_string(gap) +
+                           ") are not on disk: lost with a removed or unreadable segment, or, after a crash, "
+                           "items that were only in memory");
+  }
+  rec.next_seq = std::max(max_end, end);
   rec.cursor = cursor;
+  rec.end = end;
 
-  for (const auto& s : found) {
+  for (const Found& f : found) {
+    const RecoveredSegment& s = f.segment;
+    const auto path = dir / format::segment_file_name(s.number);
+    if (f.unscanned) continue;  // left in place, reported above
     if (s.pages > 0) {
       // New segments are numbered after every kept one (removed ones may be reused).
       if (s.number == std::numeric_limits<std::uint64_t>::max())
-        return Status(Errc::corrupt, (dir / format::segment_file_name(s.number)).native() +
-                                         ": segment numbers are exhausted; drain the queue into a new directory");
+        return Status(Errc::corrupt, path.native() + ": segment numbers are exhausted; drain the queue into a new directory");
       rec.next_segment = std::max(rec.next_segment, s.number + 1);
       rec.segments.push_back(s);
-    } else {
-      // Fully delivered, empty, or nothing valid left in it.
-      Status st = fs.remove(dir / format::segment_file_name(s.number));
-      if (!st.ok()) return st;
+      continue;
+    }
+    // Fully delivered, empty, or nothing valid left in it.
+    Status st = fs.remove(path);
+    if (!st.ok() && st.code() != Errc::not_found) {
+      ++rec.remove_errors;
+      rec.next_segment = std::max(rec.next_segment, s.number + 1);
+      rec.stale.push_back(s);
     }
   }
+  // A segment left unread keeps its number: new files are numbered past it too.
+  if (!numbers.empty() && numbers.back() != std::numeric_limits<std::uint64_t>::max())
+    rec.next_segment = std::max(rec.next_segment, numbers.back() + 1);
   return rec;
 }
 

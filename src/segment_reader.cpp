@@ -46,22 +46,19 @@ SegmentReader::SegmentReader(std::shared_ptr<FileSystem> fs, std::filesystem::pa
     : fs_(std::move(fs)), dir_(std::move(dir)) {}
 SegmentReader::~SegmentReader() = default;
 
-void SegmentReader::forget(std::uint64_t segment) {
-  if (file_ && file_number_ == segment) file_.reset();
-}
-
-Status SegmentReader::read(const PageRef& ref, std::string& raw) {
-  if (!file_ || file_number_ != ref.segment) {
-    file_.reset();
+Status SegmentReader::read(const PageRef& ref, OpenSegment& open, std::string& raw) {
+  if (!open.is(ref.segment)) {
+    open.file.reset();
     auto f = fs_->open(dir_ / format::segment_file_name(ref.segment), OpenMode::read);
     if (!f.ok()) return f.status();
-    file_ = std::move(*f);
-    file_number_ = ref.segment;
+    open.file = std::move(*f);
+    open.number = ref.segment;
   }
+  File& file = *open.file;
   page_.resize(ref.bytes);
-  auto got = file_->read_at(ref.offset, page_.data(), page_.size());
+  auto got = file.read_at(ref.offset, page_.data(), page_.size());
   if (!got.ok()) return got.status();
-  const std::string where = file_->path().native() + " at offset " + std::to_string(ref.offset);
+  const std::string where = file.path().native() + " at offset " + std::to_string(ref.offset);
   if (*got != page_.size()) return Status(Errc::corrupt, where + ": page cut short");
   Status s = decoder_.decode(page_, ref.segment, raw);
   if (!s.ok()) return Status(Errc::corrupt, where + ": " + s.message());

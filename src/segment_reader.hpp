@@ -42,23 +42,29 @@ class PageDecoder {
   std::unique_ptr<ZSTD_DCtx_s, DCtxFree> dctx_;
 };
 
-// Used by the receiver only. Keeps the last segment file open between pages.
+// A segment file kept open between pages by whoever reads them. Whoever removes the
+// segment closes it too, so an open descriptor never keeps a deleted file's space.
+struct OpenSegment {
+  std::unique_ptr<File> file;
+  std::uint64_t number = 0;
+  bool is(std::uint64_t segment) const noexcept { return file != nullptr && number == segment; }
+};
+
+// Used by the receiver only. Not thread-safe.
 class SegmentReader {
  public:
   SegmentReader(std::shared_ptr<FileSystem> fs, std::filesystem::path dir);
   ~SegmentReader();
 
-  // Reads and decodes the page at `ref` into `raw`. io_error if the file cannot be read
-  // (the page may be retried), corrupt if it is damaged (it never will be readable).
-  Status read(const PageRef& ref, std::string& raw);
-  // Drops the cached descriptor if it is for `segment` (a file removed or about to be).
-  void forget(std::uint64_t segment);
+  // Reads and decodes the page at `ref` into `raw`, through `open` when it is open on
+  // ref.segment (else the file is opened into it, for the next page). io_error or
+  // not_found if the file cannot be opened or read (the page may be retried), corrupt if
+  // it is damaged (it never will be readable).
+  Status read(const PageRef& ref, OpenSegment& open, std::string& raw);
 
  private:
   std::shared_ptr<FileSystem> fs_;
   std::filesystem::path dir_;
-  std::unique_ptr<File> file_;
-  std::uint64_t file_number_ = 0;
   std::string page_;
   PageDecoder decoder_;
 };

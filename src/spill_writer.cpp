@@ -45,11 +45,7 @@ std::optional<std::uint64_t> SpillWriter::active() const {
   return file_number_;
 }
 
-void SpillWriter::abandon() {
-  // A file never announced holds only its header and is known to no one: remove it.
-  if (file_ && !announced_) (void)fs_->remove(file_->path());
-  file_.reset();
-}
+void SpillWriter::abandon() { file_.reset(); }
 
 Status SpillWriter::close() {
   if (!file_) return Status();
@@ -60,7 +56,12 @@ Status SpillWriter::close() {
 
 Status SpillWriter::sync() {
   if (!file_) return Status();
-  return file_->sync();
+  Status s = file_->sync();
+  // After a failed fdatasync the kernel may have dropped the dirty pages while marking them
+  // clean: a later sync of this file would succeed without making them durable. So the
+  // file is done with; nothing more is trusted to it.
+  if (!s.ok()) file_.reset();
+  return s;
 }
 
 Status SpillWriter::open_segment() {
@@ -83,32 +84,43 @@ Status SpillWriter::open_segment() {
   return Status();
 }
 
-Result<AppendedPage> SpillWriter::append(std::uint64_t first_seq, std::uint32_t count,
-                                         std::string_view raw) {
+AppendOutcome SpillWriter::append(std::uint64_t first_seq, std::uint32_t count, std::string_view raw) {
   // Compressed straight into the write buffer, behind room for the header.
-  if (Status s = compressor_.compress(raw, level_, buffer_); !s.ok()) return s;
+  if (Status s = compressor_.compress(raw, level_, buffer_); !s.ok()) {
+    AppendOutcome out;
+    out.status = std::move(s);
+    return out;
+  }
   return append_compressed(first_seq, count, raw.size(), buffer_);
 }
 
-Result<AppendedPage> SpillWriter::append_compressed(std::uint64_t first_seq, std::uint32_t count,
-                                                    std::uint64_t raw_len, std::string& page) {
-  if (page.size() < format::kPageHeaderSize || raw_len > format::kMaxRawPage)
-    return Status(Errc::invalid_argument, "internal error: not a compressed page");
+AppendOutcome SpillWriter::append_compressed(std::uint64_t first_seq, std::uint32_t count, std::uint64_t raw_len,
+                                             std::string& page) {
+  AppendOutcome result;
+  if (page.size() < format::kPageHeaderSize || raw_len > format::kMaxRawPage) {
+    result.status = Status(Errc::invalid_argument, "internal error: not a compressed page");
+    return result;
+  }
   const std::uint64_t page_bytes = page.size();
   const std::uint64_t n = page_bytes - format::kPageHeaderSize;
 
-  AppendedPage out;
+  AppendedPage& out = result.page;
   if (file_ && file_size_ + page_bytes > segment_bytes_ && file_size_ > format::kSegmentHeaderSize) {
-    // Rotation: the full segment is synced so a closed segment is durable on its own.
-    Status s = file_->sync();
-    if (!s.ok()) return s;
-    out.closed_segment = file_number_;
+    // Rotation: the full segment is synced so a closed segment is durable on its own. A
+    // failed sync is the caller's to judge (it knows which pages waited for it); the file
+    // is closed either way and this page goes to a new one.
+    result.closed_segment = file_number_;
+    result.closed_sync = file_->sync();
     file_.reset();
   }
   if (!file_) {
     Status s = open_segment();
-    if (!s.ok()) return s;
-    announced_ = false;
+    if (!s.ok()) {
+      result.status = std::move(s);
+      return result;
+    }
+    result.opened_segment = file_number_;
+    result.opened_bytes = format::kSegmentHeaderSize;
   }
 
   format::PageHeader h;
@@ -121,21 +133,25 @@ Result<AppendedPage> SpillWriter::append_compressed(std::uint64_t first_seq, std
 
   Status s = file_->append(page.data(), page.size());
   if (!s.ok()) {
+    result.status = std::move(s);
     // Cut what a failed write may have left, so the file stays a clean sequence of pages.
-    (void)file_->truncate(file_size_);
-    return s;
-  }
-  if (!announced_) {
-    out.opened_segment = true;
-    out.segment_header_bytes = format::kSegmentHeaderSize;
-    announced_ = true;
+    if (!file_->truncate(file_size_).ok()) {
+      // Bytes of unknown length stay at the end: appending after them would put the next
+      // page somewhere other than where it is recorded. The file is closed for appends
+      // (synced, so the pages before the junk are as durable as the caller needs); the
+      // next open cuts the junk as a torn tail.
+      result.closed_segment = file_number_;
+      result.closed_sync = file_->sync();
+      file_.reset();
+    }
+    return result;
   }
   out.segment = file_number_;
   out.offset = file_size_;
   out.bytes = page_bytes;
   out.raw_bytes = raw_len;
   file_size_ += page_bytes;
-  return out;
+  return result;
 }
 
 }  // namespace hopper::detail

@@ -16,15 +16,30 @@ struct ZSTD_CCtx_s;
 
 namespace hopper::detail {
 
-// Where a written page landed, and what happened to the segment files on the way.
+// Where a written page landed.
 struct AppendedPage {
   std::uint64_t segment = 0;        // file the page went to
   std::uint64_t offset = 0;         // offset of its header in that file
   std::uint64_t bytes = 0;          // header + payload
   std::uint64_t raw_bytes = 0;      // uncompressed payload
-  bool opened_segment = false;      // `segment` was created for this page
-  std::uint64_t segment_header_bytes = 0;
-  std::optional<std::uint64_t> closed_segment;  // the previous one, synced and closed
+};
+
+// What one append did: the page's own fate, and what happened to the segment it was
+// appended to before (rotation, or an abandoned file) — reported even when the page
+// itself failed, because whoever waits for that segment's pages must hear of it.
+struct AppendOutcome {
+  Status status;       // ok: `page` says where it went; else the page was not written
+  AppendedPage page;
+  // The writer stopped appending to this segment: rotation (the file was full) or a
+  // failed append whose bytes could not be cut back. Its fdatasync's result is in
+  // `closed_sync`: ok means every page in it is durable; a failure means the pages written
+  // since its last successful sync may be lost in a power loss.
+  std::optional<std::uint64_t> closed_segment;
+  Status closed_sync;
+  // A segment file this call created (its header written), whether or not the page then
+  // went into it: the caller counts it from now on, so that no file is unaccounted for.
+  std::optional<std::uint64_t> opened_segment;
+  std::uint64_t opened_bytes = 0;
 };
 
 // A zstd compression context and what it compresses pages with. Not thread-safe: one
@@ -59,21 +74,26 @@ class SpillWriter {
 
   // Compresses `raw` (count length-prefixed items, the first numbered first_seq) into one
   // zstd frame and appends it as a page, first rotating to a new segment if the current
-  // one would grow past segment_bytes. On failure nothing is left half-written: the file
-  // is truncated back (best effort) and the caller still owns the page.
-  Result<AppendedPage> append(std::uint64_t first_seq, std::uint32_t count, std::string_view raw);
+  // one would grow past segment_bytes (the full one is fdatasync'ed and closed, whatever
+  // that sync says: a file whose sync failed is never appended to again). On failure
+  // nothing is left half-written: the file is truncated back, and if that fails too the
+  // file is closed for appends (its tail is cut at the next open). The caller still owns
+  // the page.
+  AppendOutcome append(std::uint64_t first_seq, std::uint32_t count, std::string_view raw);
   // The same for a page a Compressor made (`page`: header room, then the frame of
   // `raw_len` bytes); the header is filled in place.
-  Result<AppendedPage> append_compressed(std::uint64_t first_seq, std::uint32_t count, std::uint64_t raw_len,
-                                         std::string& page);
+  AppendOutcome append_compressed(std::uint64_t first_seq, std::uint32_t count, std::uint64_t raw_len,
+                                  std::string& page);
 
   // The segment being appended to, if any.
   std::optional<std::uint64_t> active() const;
-  // Forgets the active segment without syncing (the receiver is about to delete it).
+  // Forgets the active segment without syncing (the receiver is about to delete it, or
+  // it is gone). The file stays; the caller removes it.
   void abandon();
   // fdatasyncs and closes the active segment (shutdown).
   Status close();
   // fdatasyncs the active segment (pages in earlier segments were synced when closed).
+  // A failure closes it for appends: the next page starts a new segment.
   Status sync();
 
   // Upper bound of the bytes append() adds for `raw_bytes` of payload, segment header included.
@@ -91,9 +111,6 @@ class SpillWriter {
   std::unique_ptr<File> file_;
   std::uint64_t file_number_ = 0;
   std::uint64_t file_size_ = 0;
-  // The active file was reported (AppendedPage::opened_segment) with a written page. Until
-  // then the queue does not know the file exists: a failed first page must not hide it.
-  bool announced_ = false;
   std::string buffer_;  // header + compressed payload of the page being written
   Compressor compressor_;
 };

@@ -405,7 +405,11 @@ RC_GTEST_PROP(Always, AcknowledgedSendsSurvivePowerLossAtAnyPoint, ()) {
   RC_ASSERT(v == tagged(9, 0));
 }
 
-TEST(Always, AFailedFdatasyncIsNeverAcknowledgedAndStaysSticky) {
+// A failed fdatasync is never an acknowledgement: the senders it was to acknowledge are
+// told, and the file is never trusted again (later syncs of it would succeed without the
+// lost bytes: Linux reports a writeback error once). The queue goes on in a new segment,
+// and what it acknowledges there survives the power loss.
+TEST(Always, AFailedFdatasyncIsNeverAcknowledgedAndClosesItsSegment) {
   TempDir dir;
   auto ffs = FaultFileSystem::create();
   Options o = fault_options(dir.path(), ffs);
@@ -414,27 +418,37 @@ TEST(Always, AFailedFdatasyncIsNeverAcknowledgedAndStaysSticky) {
     auto ch = channel<std::string>(o);
     ASSERT_TRUE(ch.ok()) << ch.status().message();
     for (std::uint32_t i = 0; i < 5; ++i) ASSERT_TRUE(ch->sender.send(tagged(0, i)).ok());
+    ASSERT_EQ(segment_files(dir.path()).size(), 1u);
     ffs->fail_syncs(1);
     Status s = ch->sender.send(tagged(0, 5));
     EXPECT_EQ(s.code(), Errc::io_error) << "a failed fdatasync was reported as " << describe(s);
     EXPECT_NE(s.message().find("fdatasync"), std::string::npos) << s.message();
-    // The file system is healthy again, and would even report later syncs as fine: the
-    // queue must not believe it (the lost bytes are lost).
+    EXPECT_EQ(ch->receiver.stats().sync_errors, 1u);
+    // The queue keeps working, without a reopen and without flush(), in a new file.
     for (std::uint32_t i = 6; i < 10; ++i) {
       Status later = ch->sender.send(tagged(0, i));
-      EXPECT_EQ(later.code(), Errc::io_error) << "send " << i << " after a failed fdatasync: " << describe(later);
+      EXPECT_TRUE(later.ok()) << "send " << i << " after a failed fdatasync: " << describe(later);
     }
-    EXPECT_EQ(ch->sender.flush().code(), Errc::io_error);
+    EXPECT_EQ(segment_files(dir.path()).size(), 2u) << "the segment whose sync failed was appended to again";
+    EXPECT_TRUE(ch->sender.flush().ok());
+    EXPECT_FALSE(ch->receiver.damage_report().empty()) << "the failed sync is not reported";
     ffs->freeze();
   }
   ffs->crash();
   auto ch = channel<std::string>(o);
   ASSERT_TRUE(ch.ok()) << ch.status().message();
   std::vector<std::string> back = drain(ch->receiver);
-  ASSERT_GE(back.size(), 5u);
-  for (std::uint32_t i = 0; i < 5; ++i) EXPECT_EQ(back[i], tagged(0, i));
   for (const auto& s : back) ASSERT_TRUE(parse_tag(s).has_value()) << "garbage came back: " << s;
-  // A new handle starts clean.
+  // Every acknowledged item survived: 0..4 and 6..9 in order; 5 (told io_error) may or
+  // may not be there.
+  std::vector<std::string> acked;
+  for (std::uint32_t i = 0; i < 10; ++i)
+    if (i != 5) acked.push_back(tagged(0, i));
+  std::vector<std::string> without5;
+  for (const auto& s : back)
+    if (s != tagged(0, 5)) without5.push_back(s);
+  EXPECT_EQ(without5, acked);
+  // A new handle works.
   ASSERT_TRUE(ch->sender.send(tagged(1, 0)).ok());
   std::string v;
   ASSERT_TRUE(ch->receiver.try_recv(v).ok());

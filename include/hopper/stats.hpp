@@ -39,6 +39,22 @@ struct Stats {
                                     // that no valid page holds — lost to damage, dropped,
                                     // or (after a crash) only ever in memory; see
                                     // damage_report() and docs/durability.md
+  std::uint64_t pages_unreadable = 0;  // pages skipped because their segment file could not
+                                       // be opened or read after retries, or is gone
+  std::uint64_t items_unreadable = 0;  // items lost with them (never returned)
+
+  // I/O faults met since open (docs/durability.md, "Disk faults"). Each is also answered
+  // to the call it concerns, where there is one; these count them all, retries included.
+  std::uint64_t write_errors = 0;   // page appends (or segment creations) the disk refused;
+                                    // the page stays in RAM and is retried, or, under
+                                    // SyncPolicy::always, its senders are told
+  std::uint64_t sync_errors = 0;    // failed fdatasync (or directory fsync) of a segment: the
+                                    // file is closed for appends; under SyncPolicy::always
+                                    // the senders it was to acknowledge are told
+  std::uint64_t read_errors = 0;    // page reads the disk refused (retried, then skipped:
+                                    // pages_unreadable)
+  std::uint64_t remove_errors = 0;  // segment unlinks that failed; the file stays counted in
+                                    // disk_bytes until a retry removes it
 };
 
 }  // namespace hopper

@@ -23,6 +23,18 @@ class OutArchive : public cereal::OutputArchive<OutArchive, cereal::AllowEmptyCl
   std::string& out_;
 };
 
+// Counts the bytes OutArchive would append, without writing them: the size of an item's
+// encoding for the price of walking it (O(1) for numbers and strings).
+class SizeArchive : public cereal::OutputArchive<SizeArchive, cereal::AllowEmptyClassElision> {
+ public:
+  SizeArchive() : OutputArchive(this) {}
+  void saveBinary(const void*, std::size_t size) { bytes_ += size; }
+  std::uint64_t bytes() const noexcept { return bytes_; }
+
+ private:
+  std::uint64_t bytes_ = 0;
+};
+
 class InArchive : public cereal::InputArchive<InArchive, cereal::AllowEmptyClassElision> {
  public:
   explicit InArchive(std::string_view in) : InputArchive(this), in_(in) {}
@@ -42,8 +54,9 @@ class InArchive : public cereal::InputArchive<InArchive, cereal::AllowEmptyClass
 
 namespace cereal {
 
-template <class T>
-inline std::enable_if_t<std::is_arithmetic_v<T>> CEREAL_SAVE_FUNCTION_NAME(hopper::detail::OutArchive& ar, const T& t) {
+template <class Archive, class T>
+inline CEREAL_ARCHIVE_RESTRICT(hopper::detail::OutArchive, hopper::detail::SizeArchive)
+    CEREAL_SAVE_FUNCTION_NAME(Archive& ar, const T& t) requires std::is_arithmetic_v<T> {
   ar.saveBinary(std::addressof(t), sizeof(t));
 }
 template <class T>
@@ -56,7 +69,12 @@ inline CEREAL_ARCHIVE_RESTRICT(hopper::detail::InArchive, hopper::detail::OutArc
   ar(t.value);
 }
 template <class T>
-inline void CEREAL_SAVE_FUNCTION_NAME(hopper::detail::OutArchive& ar, const SizeTag<T>& t) {
+inline void CEREAL_SERIALIZE_FUNCTION_NAME(hopper::detail::SizeArchive& ar, NameValuePair<T>& t) {
+  ar(t.value);
+}
+template <class Archive, class T>
+inline CEREAL_ARCHIVE_RESTRICT(hopper::detail::OutArchive, hopper::detail::SizeArchive)
+    CEREAL_SAVE_FUNCTION_NAME(Archive& ar, const SizeTag<T>& t) {
   ar(t.size);
 }
 template <class T>
@@ -67,8 +85,9 @@ inline void CEREAL_LOAD_FUNCTION_NAME(hopper::detail::InArchive& ar, SizeTag<T>&
     throw Exception("container size " + std::to_string(static_cast<std::uint64_t>(t.size)) +
                     " exceeds the item's remaining bytes");
 }
-template <class T>
-inline void CEREAL_SAVE_FUNCTION_NAME(hopper::detail::OutArchive& ar, const BinaryData<T>& bd) {
+template <class Archive, class T>
+inline CEREAL_ARCHIVE_RESTRICT(hopper::detail::OutArchive, hopper::detail::SizeArchive)
+    CEREAL_SAVE_FUNCTION_NAME(Archive& ar, const BinaryData<T>& bd) {
   ar.saveBinary(bd.data, static_cast<std::size_t>(bd.size));
 }
 template <class T>
@@ -79,8 +98,16 @@ inline void CEREAL_LOAD_FUNCTION_NAME(hopper::detail::InArchive& ar, BinaryData<
 }  // namespace cereal
 
 CEREAL_REGISTER_ARCHIVE(hopper::detail::OutArchive)
+CEREAL_REGISTER_ARCHIVE(hopper::detail::SizeArchive)
 CEREAL_REGISTER_ARCHIVE(hopper::detail::InArchive)
 CEREAL_SETUP_ARCHIVE_TRAITS(hopper::detail::InArchive, hopper::detail::OutArchive)
+// SizeArchive pairs with InArchive too (cereal checks save/load symmetry through this map).
+namespace cereal::traits::detail {
+template <>
+struct get_input_from_output<hopper::detail::SizeArchive> {
+  using type = hopper::detail::InArchive;
+};
+}  // namespace cereal::traits::detail
 
 namespace hopper::detail {
 
@@ -89,6 +116,14 @@ template <class T>
 void encode(const T& item, std::string& out) {
   OutArchive ar(out);
   ar(item);
+}
+
+// The number of bytes encode(item, out) appends, without encoding.
+template <class T>
+std::uint64_t encoded_size(const T& item) {
+  SizeArchive ar;
+  ar(item);
+  return ar.bytes();
 }
 
 // Decodes `bytes` into `out`. False when the bytes are not exactly one T's encoding.

@@ -1,9 +1,10 @@
 // Core: the type-independent half of a queue — the queue lock, budgets, the open page,
-// sealed pages, segment files and the receiver's read position. Queue<T> adds the deque of
+// sealed pages, segment files and the receiver's read path. Queue<T> adds the deque of
 // Placement<T> on top. Not part of the public API.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -21,15 +22,27 @@ namespace hopper::detail {
 struct DiskState;   // defined in src/core.cpp
 struct SealedPage;  // likewise
 
+using Clock = std::chrono::steady_clock;
+
+// How long a call may wait for room or for an item.
+struct Wait {
+  enum Kind { never, forever, until } kind = forever;
+  Clock::time_point deadline{};
+  static Wait none() { return {never, {}}; }
+  static Wait always() { return {forever, {}}; }
+  static Wait for_(std::chrono::milliseconds d) { return {until, Clock::now() + d}; }
+  bool expired(Clock::time_point now) const noexcept { return kind == never || (kind == until && now >= deadline); }
+};
+
 // What happened to an item offered to the open page.
 enum class SpillVerdict {
   accepted,   // the item is in the open page, numbered next_seq++
   need_seal,  // the page must be sealed first (it cannot grow past a segment); retry
   full,       // no room in the disk budget
   behind,     // too many sealed pages wait for the writer: help it, or wait for it (the
-              // budgets have room: not a reason to fail or drop anything)
+              // budgets have room: not a reason to fail or drop anything — unless the disk
+              // refuses writes, see disk_refusal())
   too_large,  // the item can never fit in a segment
-  failed,     // the spill path has an I/O error (spill_error())
 };
 
 // Thread-safety: members marked [mu] are guarded by `mu`; members marked [receiver]
@@ -41,6 +54,13 @@ enum class SpillVerdict {
 // (DiskState::writing), sealed pages may be compressed beforehand, in parallel, by any
 // thread that claimed one (SealedPage::Stage::compressing), and page reads are done by
 // the receiver on its private state.
+//
+// Disk faults (docs/durability.md, "Disk faults"): a failed page write keeps the page in
+// RAM and schedules a retry after a back-off (or, under SyncPolicy::always, answers its
+// senders); a failed sync closes the file for appends and answers the senders it was to
+// acknowledge; a failed read is retried, then the page is skipped and counted; a failed
+// unlink keeps the segment counted and is retried. Whoever waits on a condition variable
+// while a retry is scheduled waits no longer than until it is due, and retries then.
 class Core {
  public:
   static Result<std::unique_ptr<Core>> open(const Options& options);
@@ -85,23 +105,33 @@ class Core {
   // the caller pushes Disk(count) while still holding `mu`.
   std::uint64_t seal();
   // Spill work, whatever this thread can do now: append the sealed pages at the front if
-  // no one holds the writer token (taking it), else compress a sealed page nobody has
-  // claimed, so that appends find it compressed. Releases `lk` during compression and
-  // I/O; returns with it held. False when there was nothing this thread could do (others
-  // hold the token and every page): wait on sender_cv, which they notify.
+  // no one holds the writer token (taking it) and no retry back-off is running, else
+  // compress a sealed page nobody has claimed, so that appends find it compressed.
+  // Releases `lk` during compression and I/O; returns with it held. False when there was
+  // nothing this thread could do: wait (wait_for_spill_work), and try again.
   bool write_sealed(std::unique_lock<std::mutex>& lk);
-  // Waits until every sealed page is written (writing them itself when it can); the first
-  // write error, if any, is returned. Used by flush and shutdown.
+  // flush() and shutdown: writes every sealed page now (one attempt each, back-off or
+  // not), waiting for other writers as needed. The first write error is returned; the
+  // pages it concerns stay in RAM.
   Status write_all(std::unique_lock<std::mutex>& lk);
-  const Status& spill_error() const noexcept { return sync_error_.ok() ? spill_error_ : sync_error_; }
+  // Not ok while the disk refuses page writes: the last attempt failed (and its page is
+  // kept in RAM for a retry). Under SyncPolicy::none and interval, sends go on into RAM
+  // pages while there is room for them; then the full policy applies.
+  const Status& disk_refusal() const noexcept { return write_error_; }
+  // Waits on sender_cv until notified, `wait`'s deadline, or the next retry of a failed
+  // disk operation comes due, whichever is first (the waiter then retries it). True when
+  // the wait's own deadline has passed. `for_room`: the waiter wants room (room_waiters).
+  bool wait_sender(std::unique_lock<std::mutex>& lk, const Wait& wait, bool for_room);
   // SyncPolicy::always: where the item numbered `seq` stands.
   enum class Durability { waiting, durable, failed };
   // A `failed` answer is given once per item (its sender's): then it is forgotten.
   Durability durability(std::uint64_t seq, Status& why);
   bool writer_busy() const noexcept;
   // FullPolicy::drop_oldest with spilling: discards the oldest segment (its unread pages
-  // are skipped by the receiver and counted). False when nothing can be dropped now.
-  bool drop_oldest_segment(std::unique_lock<std::mutex>& lk);
+  // are skipped by the receiver and counted), or, when the disk refuses writes and no
+  // segment can go, the oldest sealed page waiting in RAM. False when nothing can be
+  // dropped now.
+  bool drop_oldest_on_disk(std::unique_lock<std::mutex>& lk);
   std::uint64_t items_dropped = 0;   // [mu]
   std::uint64_t skipped_in_memory = 0;  // [mu] memory items dropped ahead of the receiver
   // Sealed pages wait and this thread could write or compress one: a sender about to wait
@@ -110,14 +140,23 @@ class Core {
   // The active segment is read to the end but was kept for more appends (see
   // keep_read_active): retire and remove it now that its room is needed. True when it went.
   bool reclaim_read_active(std::unique_lock<std::mutex>& lk);
+  // Segments whose unlink failed are removed again once their retry is due. True when one
+  // went (room came back). Senders and the receiver call it whenever removal_pending():
+  // a failed unlink needs no manual call to be retried.
+  bool retry_removals(std::unique_lock<std::mutex>& lk);
+  bool removal_pending() const noexcept { return failed_removals_ > 0; }
 
   // ---- receiver ----
   // [mu] The receiver popped a Disk marker: the next page in order is now due.
   void page_due() noexcept { page_due_ = true; }
   // [receiver] The next item of the due page, or got = false when it has no more items
-  // (then the receiver goes back to the deque). Takes `mu` only to fetch a page. An
-  // io_error leaves the page due, to be retried; damaged pages are skipped and counted.
-  Status next_disk_item(std::string_view& out, bool& got);
+  // (then the receiver goes back to the deque). Takes `mu` only to fetch a page, and waits
+  // (for a page being written, or a read to retry) no longer than `wait` allows: then
+  // empty (Wait::never) or timeout. A failed read is retried a few times, then the page is
+  // skipped and counted; damaged pages are skipped and counted. io_error only when a page
+  // the receiver must write before reading it (manual_commit, SyncPolicy::always) cannot
+  // be written now.
+  Status next_disk_item(std::string_view& out, bool& got, const Wait& wait);
   bool disk_item_pending() const noexcept { return page_due_ || read_left_ > 0; }
   // [receiver] Persists the delivery position; see Receiver::commit.
   Status commit();
@@ -156,18 +195,29 @@ class Core {
  private:
   explicit Core(Options options);
   void finish_page();
-  Status load_page();
+  Status load_page(const Wait& wait);
 
   // Replaces CURSOR atomically; `durable` adds the fdatasync and the directory fsync.
-  Status write_cursor(std::uint64_t position, bool durable);
+  // Not durable: the advisory CURSOR.read instead, which never replaces CURSOR.
+  // `end`: next_seq when it is written (the items below it were accepted).
+  Status write_cursor(std::uint64_t position, std::uint64_t end, bool durable);
   // [mu] Removes a segment that is read to the end and committed (retiring it first if
   // the writer was appending to it and is idle).
   void release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number);
+  // [mu] Unlinks a segment, releasing `lk` for the call. Its bytes stay counted until the
+  // file is gone; a failed unlink is retried later (retry_removals).
+  void remove_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number);
   std::uint64_t commit_position() const noexcept;
   // [mu] Takes the writer token and appends the sealed pages at the front until one is
   // being compressed by another thread, then syncs as the policy says. False when an
-  // append failed and the page was kept (spill_error_ says why).
+  // append failed and the page was kept (disk_refusal() says why).
   bool append_pending(std::unique_lock<std::mutex>& lk);
+  // [mu, writer token held] The writer stopped appending to `number` (rotation, a failed
+  // sync, an abandoned file): pages written to it since its last good sync are durable
+  // if `sync` is ok, else answered failed (always) and counted (a sync error when
+  // `synced`: the status is an fdatasync's). Never releases the lock; the caller releases
+  // the segment (release_segment) once it may.
+  void segment_closed(std::uint64_t number, const Status& sync, bool synced = true);
   // [mu] Compresses `page` (claimed: Stage::compressing) with `mu` released.
   void compress_sealed(std::unique_lock<std::mutex>& lk, SealedPage& page);
   // [mu, writer token held] Retires and removes the active segment if it is read to the end.
@@ -180,6 +230,15 @@ class Core {
   void retire_idle_active(std::unique_lock<std::mutex>& lk, std::uint64_t number);
   // [mu, writer token held] The writer stops appending to `number` (if it still was).
   void retire_segment(std::uint64_t number);
+  // [mu] A segment file is gone (read found it missing): its unread pages are skipped and
+  // counted, its bytes leave the budget, and the writer stops appending to it.
+  void segment_lost(std::unique_lock<std::mutex>& lk, std::uint64_t number, const Status& why);
+  // [mu] The sealed page at the front of `pending` is dropped (drop_oldest while the disk
+  // refuses): counted, and its place in the chain becomes a discarded page.
+  bool drop_oldest_pending();
+  // [mu] When the next retry of a failed write or unlink is due (max() when none is).
+  Clock::time_point next_retry() const noexcept;
+  void add_damage(std::string line);
   bool may_read_from_ram() const noexcept;
 
   Options opt_;
@@ -189,9 +248,14 @@ class Core {
   std::string page_;
   std::uint32_t page_items_ = 0;
   std::uint64_t page_first_seq_ = 0;
-  Status spill_error_;             // the last page write failed; retried later
-  Status sync_error_;              // an fdatasync failed: sticky, nothing is durable after it
+  // [mu] The last page write failed (ok once one succeeds, or no page it kept is left):
+  // the page is kept in RAM and retried when write_retry_at_ comes.
+  Status write_error_;
+  Clock::time_point write_retry_at_{};
+  std::uint32_t write_failures_ = 0;  // in a row, for the back-off
+  std::uint32_t failed_removals_ = 0;  // segments whose unlink failed, waiting for a retry
   std::uint64_t durable_seq_ = 0;  // SyncPolicy::always: items numbered below it are synced
+                                   // (or answered failed: DiskState::failed is asked first)
   std::uint64_t commit_seq_ = 0;   // items numbered below it are committed
 
   // [receiver] the page being read
@@ -204,6 +268,9 @@ class Core {
   std::uint32_t read_count_ = 0;
   bool read_from_file_ = false;
   std::uint64_t read_segment_ = 0;
+  std::uint32_t read_attempts_ = 0;   // failed reads of the due page so far
+  Clock::time_point read_retry_at_{};  // when the due page may be read again
+  Status read_error_;                  // why its last read failed
   std::vector<RawPage> held_;      // manual_commit: memory items handed out, not committed
   std::size_t held_mark_ = 0;
   std::uint64_t deliver_seq_ = 0;  // high-water mark: every item numbered below it was handed out (or lost to damage)

@@ -51,14 +51,23 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// How long a call may wait for room or for an item.
-struct Wait {
-  enum Kind { never, forever, until } kind = forever;
-  std::chrono::steady_clock::time_point deadline{};
-  static Wait none() { return {never, {}}; }
-  static Wait always() { return {forever, {}}; }
-  static Wait for_(std::chrono::milliseconds d) { return {until, std::chrono::steady_clock::now() + d}; }
-};
+// The largest item encoding a page can hold (a page's raw bytes are at most 2 GiB; the
+// item's length prefix comes on top). An item larger than this could never be written,
+// not even at a clean shutdown, so send() refuses it (too_large) rather than lose it later.
+inline constexpr std::uint64_t kMaxItemEncoding = (std::uint64_t{1} << 31) - 4;
+
+// The size of an item's encoding, where it could exceed kMaxItemEncoding: numbers never
+// can; strings are measured in O(1); anything else is walked once by a counting archive.
+template <class T>
+std::uint64_t encoding_size_bound(const T& item) {
+  if constexpr (std::is_arithmetic_v<T>) {
+    return sizeof(T);
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return sizeof(std::uint64_t) + item.size();
+  } else {
+    return encoded_size(item);
+  }
+}
 
 // Thread-safe: any number of senders and one receiver. All state is guarded by
 // core_->mu (see Core for the lock rules) except the receiver's batch (below); the
@@ -99,11 +108,17 @@ class Queue {
   Status send(T& item, Wait wait, FullPolicy policy) {
     Core& c = *core_;
     const Options& o = c.options();
+    if (const std::uint64_t bytes = encoding_size_bound(item); bytes > kMaxItemEncoding)
+      return Status(Errc::too_large, "item encodes to " + std::to_string(bytes) +
+                                         " bytes; a page holds at most one item of " +
+                                         std::to_string(kMaxItemEncoding) + " bytes");
     const std::uint64_t fp = footprint(item);
     bool timed_out = false;
+    bool needs_memory = false;  // too large for a segment, small enough for the memory budget
     std::unique_lock lk(c.mu);
     for (;;) {
       if (!c.receiver_alive) return Status(Errc::closed, "the receiver is gone");
+      if (c.removal_pending()) c.retry_removals(lk);  // a failed unlink, when its retry is due
       // Items the receiver claimed from its batch still count until settled: settle when
       // the answer depends on it (no room, or disk mode may end).
       if (!c.sync_always() && (c.memory_bytes + fp > o.max_memory_bytes || (c.disk_mode && c.markers == 0)))
@@ -134,38 +149,45 @@ class Queue {
           throw;
         }
         switch (c.end_item(mark)) {
-          case SpillVerdict::accepted:
+          case SpillVerdict::accepted: {
+            // Its own number, taken now: the lock is released below, and other senders'
+            // items are numbered meanwhile.
+            const std::uint64_t seq = c.next_seq - 1;
             ++c.items_sent;
             if (c.receiver_waiting) c.receiver_cv.notify_one();
             if (c.page_full()) {
               seal_and_push();
               c.write_sealed(lk);
             }
-            if (c.sync_always()) return await_durable(lk, c.next_seq - 1);
+            if (c.sync_always()) return await_durable(lk, seq);
             return Status();
+          }
           case SpillVerdict::need_seal:
             seal_and_push();
             c.write_sealed(lk);
             continue;
           case SpillVerdict::too_large:
-            return Status(Errc::too_large, "item encodes to more than fits in one segment (Options::segment_bytes = " +
-                                               std::to_string(o.segment_bytes) + ")");
-          case SpillVerdict::failed:
+            if (c.sync_always() || fp > o.max_memory_bytes)
+              return Status(Errc::too_large, "item encodes to more than fits in one segment (Options::segment_bytes = " +
+                                                 std::to_string(o.segment_bytes) + ") and its footprint of " +
+                                                 std::to_string(fp) + " bytes " +
+                                                 (c.sync_always() ? std::string("may not wait in memory (SyncPolicy::always)")
+                                                                  : "exceeds Options::max_memory_bytes (" +
+                                                                        std::to_string(o.max_memory_bytes) + ")"));
+            // Only memory can hold it: it waits for room there, behind the open page.
             if (fits_memory) return leave_disk_mode(lk, item, fp);
-            return c.spill_error();
+            needs_memory = true;
+            break;
           case SpillVerdict::behind:
             // Sealed pages wait for the writer. Not a full queue: whatever the policy,
-            // help write them, or wait for those who are (they notify sender_cv).
+            // help write them, or wait for those who are (they notify sender_cv) — unless
+            // the disk refuses them: then the RAM they may take is used up, and the full
+            // policy applies.
             if (fits_memory) return leave_disk_mode(lk, item, fp);
             if (c.write_sealed(lk)) continue;
-            ++c.senders_waiting;
-            if (wait.kind == Wait::until) {
-              timed_out = c.sender_cv.wait_until(lk, wait.deadline) == std::cv_status::timeout;
-            } else {
-              c.sender_cv.wait(lk);
-            }
-            --c.senders_waiting;
-            if (timed_out) return Status(Errc::timeout, "the spill writer did not catch up before the deadline");
+            if (!c.disk_refusal().ok()) break;
+            if (c.wait_sender(lk, wait.kind == Wait::never ? Wait::always() : wait, false))
+              return Status(Errc::timeout, "the spill writer did not catch up before the deadline");
             continue;
           case SpillVerdict::full:
             if (fits_memory) return leave_disk_mode(lk, item, fp);
@@ -174,28 +196,27 @@ class Queue {
               continue;
             }
             if (c.reclaim_read_active(lk)) continue;  // a read segment kept for appends
+            if (c.retry_removals(lk)) continue;       // delivered segments a failed unlink left
             break;
         }
       }
-      // No room in memory or on disk.
-      if (policy == FullPolicy::drop_oldest && drop_oldest(lk, fp)) continue;
+      // No room in memory or on disk. drop_oldest cannot make room in memory for an item
+      // that only memory can take (it drops segments when spilling): that item waits.
+      if (policy == FullPolicy::drop_oldest && !needs_memory && drop_oldest(lk, fp)) continue;
       if (wait.kind == Wait::never || (wait.kind == Wait::forever && policy == FullPolicy::fail))
-        return Status(Errc::full, "memory and disk budgets are full");
+        return Status(Errc::full, c.disk_refusal().ok()
+                                      ? std::string("memory and disk budgets are full")
+                                      : "memory is full and the disk refuses writes (" + c.disk_refusal().message() +
+                                            "); pages waiting for a retry fill the RAM allowed them");
       if (timed_out) return Status(Errc::timeout, "no room before the deadline");
       // About to wait for room: ask the receiver to settle and wake us after its next
       // claim, then count what it claimed meanwhile. Both sides use sequentially
       // consistent operations, so at least one sees the other: no claim goes unnoticed.
       room_wanted_.store(true, std::memory_order_seq_cst);
       if (settle()) continue;
-      ++c.senders_waiting;
-      ++c.room_waiters;
-      if (wait.kind == Wait::forever) {
-        c.sender_cv.wait(lk);
-      } else {
-        timed_out = c.sender_cv.wait_until(lk, wait.deadline) == std::cv_status::timeout;
-      }
-      --c.room_waiters;
-      --c.senders_waiting;
+      // Waits no longer than until a failed write or unlink is due for a retry: then this
+      // sender retries it (the loop comes back through write_sealed and retry_removals).
+      timed_out = c.wait_sender(lk, wait, true);
     }
   }
 
@@ -208,7 +229,7 @@ class Queue {
       if (c.disk_item_pending()) {
         std::string_view bytes;
         bool got = false;
-        if (Status s = c.next_disk_item(bytes, got); !s.ok()) return s;
+        if (Status s = c.next_disk_item(bytes, got, wait); !s.ok()) return s;
         if (!got) continue;
         if (decode(bytes, out)) {
           c.delivered_disk_item();
@@ -220,6 +241,7 @@ class Queue {
       pace();
       retired_.clear();  // the batch used up before, outside the lock
       std::unique_lock lk(c.mu);
+      if (c.removal_pending()) c.retry_removals(lk);  // a failed unlink, when its retry is due
       retire_batch();
       if (c.skipped_in_memory > 0) {
         c.skip_dropped_memory_items(c.skipped_in_memory);
@@ -328,7 +350,7 @@ class Queue {
       if (c.disk_item_pending()) {
         std::string_view bytes;
         bool got = false;
-        if (Status s = c.next_disk_item(bytes, got); !s.ok()) break;  // the items so far stand
+        if (Status s = c.next_disk_item(bytes, got, Wait::none()); !s.ok()) break;  // the items so far stand
         if (!got) continue;
         out.emplace_back();
         if (decode(bytes, out.back())) {
@@ -539,9 +561,7 @@ class Queue {
       // commit), and help compress what is sealed meanwhile.
       if (!c.writer_busy()) seal_and_push();
       if (c.write_sealed(lk)) continue;
-      ++c.senders_waiting;
-      c.sender_cv.wait(lk);
-      --c.senders_waiting;
+      (void)c.wait_sender(lk, Wait::always(), false);
     }
   }
 
@@ -550,7 +570,7 @@ class Queue {
   // nothing could be dropped now.
   bool drop_oldest(std::unique_lock<std::mutex>& lk, std::uint64_t fp) {
     Core& c = *core_;
-    if (c.spill_enabled()) return c.drop_oldest_segment(lk);
+    if (c.spill_enabled()) return c.drop_oldest_on_disk(lk);
     bool dropped = false;  // or room made otherwise: the caller tries again
     for (;;) {
       dropped |= settle();
@@ -593,6 +613,13 @@ class Queue {
   void shutdown() {
     Core& c = *core_;
     std::unique_lock lk(c.mu);
+    // Memory items drop_oldest discarded ahead of the receiver count as delivered (they
+    // are counted dropped), so the cursor does not report them missing at the next open.
+    // Not while a page is being read: they come after it, and the cursor must not.
+    if (c.skipped_in_memory > 0 && !c.disk_item_pending()) {
+      c.skip_dropped_memory_items(c.skipped_in_memory);
+      c.skipped_in_memory = 0;
+    }
     // Items of the receiver's batch it never claimed go back to the front of the deque.
     settle();
     if (batch_size_ > 0) {
