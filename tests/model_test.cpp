@@ -23,12 +23,14 @@
 #include <future>
 #include <optional>
 #include <ostream>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <hopper/hopper.hpp>
 
+#include "fault_fs.hpp"
 #include "spill_writer.hpp"
 #include "test_util.hpp"
 
@@ -192,7 +194,11 @@ Status without_hanging(Call call, Unblock unblock, const std::string& what) {
 // The queue, its handles and the model of what it must deliver. Not thread-safe.
 class QueueUnderTest {
  public:
-  QueueUnderTest(const Config& c, const fs::path& dir) : config_(c), options_(c.options(dir)), dir_(dir) {
+  // `faults`: the queue runs on it, and the fault commands (ArmFault, Heal, PowerCut) may
+  // be used; the model then allows what faults allow (below).
+  QueueUnderTest(const Config& c, const fs::path& dir, std::shared_ptr<test::FaultFileSystem> faults = nullptr)
+      : config_(c), options_(c.options(dir)), dir_(dir), ffs_(std::move(faults)) {
+    options_.file_system = ffs_;
     RC_ASSERT(validate(options_).ok());
     // One page at its worst: sealed at page_bytes, so it holds less than that plus its last
     // item, and it can never outgrow a segment.
@@ -201,7 +207,19 @@ class QueueUnderTest {
   }
 
   const Config& config() const { return config_; }
-  std::deque<std::string>& model() { return model_; }
+  // An item acknowledged (required: it must come back), or one that may or may not (its
+  // send failed after its page reached the file; or a power loss or a close under faults
+  // may have lost it).
+  void accepted(const std::string& item) { model_.push_back({item, false}); }
+  void maybe_accepted(const std::string& item) { model_.push_back({item, true}); }
+  // A fault was armed since the last clean reopen: answers of io_error, full and timeout
+  // are then allowed where the disk's refusal explains them, and nothing due is lost.
+  bool disturbed() const { return disturbed_; }
+  test::FaultFileSystem* faults() const { return ffs_.get(); }
+  void disturb() {
+    disturbed_ = true;
+    damaged_ever_ = true;  // a failed sync leaves holes the next open may cut
+  }
   Stats stats() const { return receiver_->stats(); }
   Sender<std::string>& sender(int i) { return senders_[static_cast<std::size_t>(i)]; }
   bool sender_open(int i) const { return open_[static_cast<std::size_t>(i)]; }
@@ -217,7 +235,9 @@ class QueueUnderTest {
 
   std::string make_item(const ItemSpec& s) {
     const std::uint64_t serial = ++serial_;
-    std::string item(s.size, static_cast<char>('a' + s.seed % 26));
+    // Under faults an item may or may not come back, so every item must be told apart:
+    // none shorter than its serial number.
+    std::string item(ffs_ ? std::max<std::uint64_t>(s.size, 8) : s.size, static_cast<char>('a' + s.seed % 26));
     if (s.random_bytes) {
       std::uint64_t x = (static_cast<std::uint64_t>(s.seed) << 1 | 1) * 0x9e3779b97f4a7c15ull ^ serial;
       for (char& ch : item) {
@@ -230,28 +250,37 @@ class QueueUnderTest {
     return item;
   }
 
-  // A receive returned `got`.
+  // A receive returned `got`: the next required item, or a "maybe" item before it.
   void received(const std::string& got) {
+    // "maybe" entries before it did not come (under faults every item is distinct).
+    while (!model_.empty() && model_.front().maybe && model_.front().item != got) model_.pop_front();
     RC_ASSERT(!model_.empty());
-    RC_ASSERT(got == model_.front());
+    RC_ASSERT(got == model_.front().item);
     model_.pop_front();
     if (config_.manual_commit) uncommitted_.push_back(got);
+    if (since_durable_set_.insert(got).second) since_durable_.push_back(got);
   }
 
   void committed() {
     uncommitted_.clear();
-    if (model_.empty()) no_files_left();
+    since_durable_.clear();
+    since_durable_set_.clear();
+    if (model_.empty() && !disturbed_) no_files_left();
   }
 
   // A receive reported that nothing is due (empty, timeout or closed): the model must
   // agree, and nothing may be left behind, in memory or on disk.
   void drained() {
+    drop_maybes();
     RC_ASSERT(model_.empty());
     const Stats st = stats();
     RC_ASSERT(st.memory_items == 0u);
     RC_ASSERT(st.disk_items == 0u);
     // With manual_commit, what was received stays charged, and on disk, until committed.
-    if (uncommitted_.empty()) no_files_left();
+    if (uncommitted_.empty() && !disturbed_) no_files_left();
+  }
+  std::size_t required() const {
+    return static_cast<std::size_t>(std::count_if(model_.begin(), model_.end(), [](const Entry& e) { return !e.maybe; }));
   }
 
   // Every handle goes: the queue writes what it holds to disk.
@@ -260,16 +289,54 @@ class QueueUnderTest {
     // Shutdown may write every undelivered (or uncommitted) item as a page of its own, on
     // top of what is on disk now.
     std::uint64_t persisted = 0;
-    for (const std::string& item : model_) persisted += page_bound(kItemOverhead + item.size());
+    for (const Entry& e : model_) persisted += page_bound(kItemOverhead + e.item.size());
     for (const std::string& item : uncommitted_) persisted += page_bound(kItemOverhead + item.size());
     disk_carry_ = st.disk_bytes + persisted;
     senders_.clear();
     open_.clear();
     receiver_.reset();
-    // Received but not committed: delivered again, first.
-    model_.insert(model_.begin(), uncommitted_.begin(), uncommitted_.end());
+    if (disturbed_ && !healed_) {
+      // A shutdown under faults may fail to write what was in memory, or the position: what
+      // was due may be gone, and what was received since the last durable position may
+      // come again — now, or after a later power cut (so it is remembered).
+      for (Entry& e : model_) e.maybe = true;
+      std::deque<std::string>& again = config_.manual_commit ? uncommitted_ : since_durable_;
+      for (auto it = again.rbegin(); it != again.rend(); ++it) model_.push_front({*it, true});
+    } else {
+      // Received but not committed: delivered again, first. The position is durable.
+      for (auto it = uncommitted_.rbegin(); it != uncommitted_.rend(); ++it) model_.push_front({*it, false});
+      since_durable_.clear();
+      since_durable_set_.clear();
+    }
     uncommitted_.clear();
   }
+
+  // The machine stops (every handle goes, nothing more reaches the disk) and reboots with
+  // only what was synced. Under SyncPolicy::always what was acknowledged (and, with
+  // manual_commit, received but not committed) must come back; anything else may.
+  void power_cut() {
+    ffs_->freeze();
+    senders_.clear();
+    open_.clear();
+    receiver_.reset();
+    ffs_->crash(test::Unsynced::dropped);
+    const bool always = config_.sync_always();
+    for (Entry& e : model_) e.maybe = e.maybe || !always;
+    if (config_.manual_commit) {
+      for (auto it = uncommitted_.rbegin(); it != uncommitted_.rend(); ++it) model_.push_front({*it, !always});
+    } else {
+      for (auto it = since_durable_.rbegin(); it != since_durable_.rend(); ++it) model_.push_front({*it, true});
+    }
+    uncommitted_.clear();
+    since_durable_.clear();
+    since_durable_set_.clear();
+    damaged_ever_ = true;
+    disk_carry_ = ~std::uint64_t{0} / 2;  // whatever the shutdown before the cut wrote
+    open();
+    disk_carry_ = stats().disk_bytes;
+  }
+
+  void heal() { ffs_->heal(); }
 
   void open() {
     auto ch = channel<std::string>(options_);
@@ -287,12 +354,16 @@ class QueueUnderTest {
     const Stats st = stats();
     RC_ASSERT(st.memory_items == 0u);
     RC_ASSERT(st.items_recovered == st.disk_items);
-    RC_ASSERT(st.disk_items == model_.size());
+    RC_ASSERT(st.disk_items >= required());
+    RC_ASSERT(st.disk_items <= model_.size());
     if (!damaged_ever_) {
       RC_ASSERT(st.corrupt_pages == 0u);
       RC_ASSERT(st.torn_bytes == 0u);
     }
+    // A clean restart with the faults healed: the position was written durably.
+    if (ffs_ == nullptr || (!ffs_->frozen() && disturbed_ && healed_)) disturbed_ = false;
   }
+  void set_healed(bool h) { healed_ = h; }
 
   // Flips the bits of `mask` in one byte of one segment file, opens again and receives
   // everything due. What comes back must be the model's items with at most one contiguous
@@ -325,8 +396,8 @@ class QueueUnderTest {
 
     const std::size_t lost = model_.size() - got.size();
     std::size_t same = 0;  // the run starts at the first mismatch (sound for a single run)
-    while (same < got.size() && got[same] == model_[same]) ++same;
-    for (std::size_t k = same; k < got.size(); ++k) RC_ASSERT(got[k] == model_[k + lost]);
+    while (same < got.size() && got[same] == model_[same].item) ++same;
+    for (std::size_t k = same; k < got.size(); ++k) RC_ASSERT(got[k] == model_[k + lost].item);
     if (lost > 0) {
       RC_ASSERT(st.corrupt_pages + st.torn_bytes > 0u);
       // No more than one page holds: a page is sealed once it reaches page_bytes, and
@@ -347,7 +418,9 @@ class QueueUnderTest {
     // A shutdown's excess stays allowed while its backlog is read; what is freed may not
     // be taken again beyond the budget.
     disk_carry_ = std::min(disk_carry_, st.disk_bytes);
-    RC_ASSERT(st.memory_items + st.disk_items == model_.size());
+    RC_ASSERT(st.memory_items + st.disk_items >= required());
+    RC_ASSERT(st.memory_items + st.disk_items <= model_.size());
+    if (!disturbed_ && required() == model_.size()) RC_ASSERT(st.memory_items + st.disk_items == model_.size());
     // The accounting matches the directory.
     const auto files = test::segment_files(dir_);
     std::uint64_t bytes = 0;
@@ -357,9 +430,16 @@ class QueueUnderTest {
   }
 
   // recv would wait for an item that is not there.
-  bool recv_may_block() const { return model_.empty() && !all_senders_closed(); }
+  bool recv_may_block() const { return (required() == 0 || disturbed_) && !all_senders_closed(); }
 
  private:
+  struct Entry {
+    std::string item;
+    bool maybe = false;
+  };
+  void drop_maybes() {
+    while (!model_.empty() && model_.front().maybe) model_.pop_front();
+  }
   void no_files_left() {
     const Stats st = stats();
     RC_ASSERT(st.memory_bytes == 0u);
@@ -385,8 +465,13 @@ class QueueUnderTest {
   std::vector<Sender<std::string>> senders_;
   std::vector<bool> open_;
   std::optional<Receiver<std::string>> receiver_;
-  std::deque<std::string> model_;        // due, in order
-  std::deque<std::string> uncommitted_;  // manual_commit: received since the last commit
+  std::shared_ptr<test::FaultFileSystem> ffs_;
+  bool disturbed_ = false;
+  bool healed_ = true;
+  std::deque<Entry> model_;                // due, in order
+  std::deque<std::string> uncommitted_;    // manual_commit: received since the last commit
+  std::deque<std::string> since_durable_;  // received since the position was last durable
+  std::set<std::string> since_durable_set_;
 };
 
 // The commands. Each is an immutable value drawn by rapidcheck (its constructor draws its
@@ -415,7 +500,10 @@ struct Send : Command {
     // Memory is not used under SyncPolicy::always.
     const bool fits = !c.sync_always() && before.memory_bytes + fp <= c.max_memory_bytes;
     const bool too_big_for_disk = page_bound(kItemOverhead + item.size()) > c.segment_bytes;
-    const bool certainly_too_large = c.spill() ? (!fits && too_big_for_disk) : fp > c.max_memory_bytes;
+    // Spilling, an item too big for a segment still fits the memory budget (it waits for
+    // room there) unless its footprint exceeds it, or memory is not used (always).
+    const bool certainly_too_large = c.spill() ? (too_big_for_disk && (c.sync_always() || fp > c.max_memory_bytes))
+                                               : fp > c.max_memory_bytes;
     // Under FullPolicy::block a send could wait forever here. It cannot when the item fits
     // in memory (it goes there, or to the open page) or is certain to be too large.
     SendKind k = kind;
@@ -441,6 +529,19 @@ struct Send : Command {
       RC_ASSERT(st.code() == Errc::closed);
       return;
     }
+    if (q.disturbed()) {
+      // The disk may refuse: io_error is about this item (under always its page may still
+      // have reached the file: it may come), full and timeout when RAM for refused pages
+      // is used up. Never anything else.
+      switch (st.code()) {
+        case Errc::ok: q.accepted(original); return;
+        case Errc::io_error: q.maybe_accepted(original); return;
+        case Errc::full:
+        case Errc::timeout:
+        case Errc::too_large: return;
+        default: RC_FAIL("unexpected send status under faults: " + st.message());
+      }
+    }
     // Room is certain when memory has room and no spilled backlog keeps senders on disk,
     // or (spilling) when the disk is empty, so that the item's own page fits the budget.
     const bool memory_certain = fits && before.disk_items == 0 &&
@@ -448,7 +549,7 @@ struct Send : Command {
     const bool disk_certain = c.spill() && !too_big_for_disk && before.disk_items == 0 && before.disk_bytes == 0;
     switch (st.code()) {
       case Errc::ok:
-        q.model().push_back(original);
+        q.accepted(original);
         break;
       case Errc::full:
       case Errc::timeout:
@@ -463,6 +564,7 @@ struct Send : Command {
       case Errc::too_large:
         if (c.spill()) {
           RC_ASSERT(too_big_for_disk);
+          RC_ASSERT(c.sync_always() || fp > c.max_memory_bytes);
         } else {
           RC_ASSERT(fp > c.max_memory_bytes);
         }
@@ -485,6 +587,14 @@ struct Send : Command {
 
 // A receive found nothing: which codes fit, and the model must be drained.
 void nothing_due(QueueUnderTest& q, const Status& st, bool may_be_empty, bool may_time_out) {
+  if (q.disturbed()) {
+    // A page the receiver must write first may be refused (io_error), or wait for a
+    // retry (empty, timeout): nothing is said about what is due.
+    RC_ASSERT(st.code() == Errc::closed || st.code() == Errc::empty || st.code() == Errc::timeout ||
+              st.code() == Errc::io_error);
+    if (st.code() == Errc::closed) q.drained();
+    return;
+  }
   switch (st.code()) {
     case Errc::closed: RC_ASSERT(q.all_senders_closed()); break;
     case Errc::empty: RC_ASSERT(may_be_empty); RC_ASSERT(!q.all_senders_closed()); break;
@@ -578,6 +688,7 @@ struct Flush : Command {
   explicit Flush(const Config& c) : handle(*rc::gen::inRange(0, c.producers)) {}
   void run(const Config&, QueueUnderTest& q) const override {
     const Status st = q.sender(handle).flush();
+    if (q.disturbed() && q.sender_open(handle) && st.code() == Errc::io_error) return;
     RC_ASSERT(st.code() == (q.sender_open(handle) ? Errc::ok : Errc::closed));
   }
   void show(std::ostream& os) const override { os << "flush on sender " << handle; }
@@ -585,7 +696,9 @@ struct Flush : Command {
 
 struct Commit : Command {
   void run(const Config&, QueueUnderTest& q) const override {
-    RC_ASSERT(q.receiver().commit().ok());
+    const Status st = q.receiver().commit();
+    if (q.disturbed() && st.code() == Errc::io_error) return;  // the position stays where it was
+    RC_ASSERT(st.ok());
     q.committed();
   }
   void show(std::ostream& os) const override { os << "commit"; }
@@ -614,6 +727,47 @@ struct CorruptReopen : Command {
   }
 };
 
+// ---- disk faults (the second property) -----------------------------------------------
+
+enum class FaultCmd { write_enospc, write_eio, short_write, sync, dir_sync, no_space };
+
+struct ArmFault : Command {
+  FaultCmd kind = *rc::gen::element(FaultCmd::write_enospc, FaultCmd::write_eio, FaultCmd::short_write,
+                                    FaultCmd::sync, FaultCmd::dir_sync, FaultCmd::no_space);
+  std::uint64_t n = *rc::gen::inRange<std::uint64_t>(1, 5);
+  void run(const Config&, QueueUnderTest& q) const override {
+    test::FaultFileSystem& f = *q.faults();
+    switch (kind) {
+      case FaultCmd::write_enospc: f.fail_writes(n, ENOSPC); break;
+      case FaultCmd::write_eio: f.fail_writes(n, EIO); break;
+      case FaultCmd::short_write: f.fail_writes(n, ENOSPC, true); break;
+      case FaultCmd::sync: f.fail_syncs(n); break;
+      case FaultCmd::dir_sync: f.fail_dir_syncs(n); break;
+      case FaultCmd::no_space: f.set_free_space(n * 512); break;
+    }
+    q.disturb();
+    q.set_healed(false);
+  }
+  void show(std::ostream& os) const override {
+    static const char* names[] = {"the next writes fail ENOSPC", "the next writes fail EIO", "the next writes are short",
+                                  "the next fdatasyncs fail", "the next directory fsyncs fail", "the disk has little room"};
+    os << "arm fault: " << names[static_cast<int>(kind)] << " (" << n << ")";
+  }
+};
+
+struct Heal : Command {
+  void run(const Config&, QueueUnderTest& q) const override {
+    q.heal();
+    q.set_healed(true);
+  }
+  void show(std::ostream& os) const override { os << "heal the disk"; }
+};
+
+struct PowerCut : Command {
+  void run(const Config&, QueueUnderTest& q) const override { q.power_cut(); }
+  void show(std::ostream& os) const override { os << "power cut, reboot, reopen"; }
+};
+
 // Runs one command, then checks what holds after every command.
 template <class C>
 struct Checked : C {
@@ -636,6 +790,25 @@ RC_GTEST_PROP(Model, RandomCommandSequencesMatchADeque, ()) {
                        Checked<Recv>, Checked<Recv>, Checked<Recv>, Checked<RecvMany>, Checked<Drain>,
                        Checked<Flush>, Checked<Commit>, Checked<CloseSender>, Checked<Reopen>,
                        Checked<CorruptReopen>>());
+}
+
+// The same model on a file system that fails writes, fdatasyncs and directory fsyncs on
+// command, runs short of space, and loses power: sends are answered about their own item
+// (io_error when it could not be stored, full when RAM for refused pages is used up),
+// nothing acknowledged is lost unless the power went (then, under SyncPolicy::always,
+// still nothing), nothing is invented or delivered twice within a run, order holds, and
+// the budgets and the accounting of the directory stay exact.
+RC_GTEST_PROP(Model, RandomCommandSequencesWithDiskFaults, ()) {
+  const Config config = *gen_config();
+  RC_TAG(config.spill() ? "spilling" : "memory only");
+  test::TempDir dir;
+  QueueUnderTest q(config, dir.path(), test::FaultFileSystem::create(*rc::gen::inRange<std::uint64_t>(1, 1u << 30)));
+  rc::state::check(config, q,
+                   rc::state::gen::execOneOfWithArgs<
+                       Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>,
+                       Checked<Recv>, Checked<Recv>, Checked<Recv>, Checked<RecvMany>, Checked<Drain>,
+                       Checked<Flush>, Checked<Commit>, Checked<CloseSender>, Checked<Reopen>,
+                       Checked<ArmFault>, Checked<ArmFault>, Checked<Heal>, Checked<PowerCut>>());
 }
 
 // ---- regressions found by the model ---------------------------------------------------
