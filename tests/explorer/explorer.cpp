@@ -115,6 +115,9 @@ class Runner {
     o_ = w.options;
     o_.directory = kDir;
     o_.file_system = sim_;
+    // Concurrent workloads: the simulator pauses before some calls (by the seed), so that
+    // each seed interleaves the threads differently.
+    if (w.threaded) sim_->perturb(0.05);
     if (trace)
       sim_->set_trace([this](SimOp op, const fs::path& p, std::uint64_t n, bool failed) {
         std::fprintf(stderr, "    [epoch %d] %s #%llu %s%s\n", epoch_, std::string(test::to_string(op)).c_str(),
