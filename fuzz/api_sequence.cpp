@@ -31,9 +31,9 @@
 
 #include "byte_source.hpp"
 #include "check.hpp"
-#include "format.hpp"
+#include "storage/format.hpp"
 #include "memory_file_system.hpp"
-#include "spill_writer.hpp"
+#include "storage/spill_writer.hpp"
 
 namespace {
 

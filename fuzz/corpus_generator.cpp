@@ -11,9 +11,9 @@
 
 #include <hopper/hopper.hpp>
 
-#include "format.hpp"
+#include "storage/format.hpp"
 #include "memory_file_system.hpp"
-#include "spill_writer.hpp"
+#include "storage/spill_writer.hpp"
 
 namespace {
 

@@ -27,9 +27,9 @@
 
 #include "byte_source.hpp"
 #include "check.hpp"
-#include "format.hpp"
+#include "storage/format.hpp"
 #include "page_oracle.hpp"
-#include "segment_reader.hpp"
+#include "storage/segment_reader.hpp"
 
 namespace {
 

@@ -31,7 +31,7 @@
 
 #include "byte_source.hpp"
 #include "check.hpp"
-#include "format.hpp"
+#include "storage/format.hpp"
 #include "memory_file_system.hpp"
 #include "page_oracle.hpp"
 

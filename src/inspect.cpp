@@ -15,9 +15,9 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
-#include "format.hpp"
-#include "recovery.hpp"
-#include "segment_reader.hpp"
+#include "storage/format.hpp"
+#include "storage/recovery.hpp"
+#include "storage/segment_reader.hpp"
 
 namespace hopper {
 namespace {

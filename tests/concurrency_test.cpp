@@ -26,7 +26,7 @@
 
 #include <hopper/hopper.hpp>
 
-#include "spill_writer.hpp"
+#include "storage/spill_writer.hpp"
 #include "test_util.hpp"
 
 namespace hopper {

@@ -20,7 +20,7 @@
 
 #include <hopper/hopper.hpp>
 
-#include "format.hpp"
+#include "storage/format.hpp"
 #include "hook_fs.hpp"
 #include "sim_fs.hpp"
 #include "test_util.hpp"

@@ -23,7 +23,7 @@
 #include <hopper/hopper.hpp>
 
 #include "fault_fs.hpp"
-#include "format.hpp"
+#include "storage/format.hpp"
 #include "test_util.hpp"
 
 namespace hopper::test {

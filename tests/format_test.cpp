@@ -13,9 +13,9 @@
 
 #include <hopper/hopper.hpp>
 
-#include "format.hpp"
-#include "recovery.hpp"
-#include "segment_reader.hpp"
+#include "storage/format.hpp"
+#include "storage/recovery.hpp"
+#include "storage/segment_reader.hpp"
 #include "test_util.hpp"
 
 namespace hopper {

@@ -31,7 +31,7 @@
 #include <hopper/hopper.hpp>
 
 #include "fault_fs.hpp"
-#include "spill_writer.hpp"
+#include "storage/spill_writer.hpp"
 #include "test_util.hpp"
 
 namespace hopper {

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "spill_writer.hpp"
+#include "storage/spill_writer.hpp"
 
 namespace hopper::test {
 

@@ -16,7 +16,7 @@
 
 #include <hopper/hopper.hpp>
 
-#include "format.hpp"
+#include "storage/format.hpp"
 
 namespace hopper {
 // GoogleTest prints an Errc by name ("full", not "4-byte object <01-00 00-00>").

@@ -16,7 +16,7 @@
 
 #include <hopper/hopper.hpp>
 
-#include "format.hpp"
+#include "storage/format.hpp"
 #include "sim_fs.hpp"
 #include "test_util.hpp"
 

@@ -13,7 +13,7 @@
 #include <hopper/hopper.hpp>
 #include <hopper/inspect.hpp>
 
-#include "format.hpp"
+#include "storage/format.hpp"
 #include "test_util.hpp"
 
 namespace hopper {

@@ -1,4 +1,4 @@
-#include "format.hpp"
+#include "storage/format.hpp"
 
 #include <charconv>
 #include <cstring>

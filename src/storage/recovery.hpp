@@ -9,8 +9,8 @@
 #include <hopper/file_system.hpp>
 #include <hopper/status.hpp>
 
-#include "format.hpp"
-#include "segment_reader.hpp"
+#include "storage/format.hpp"
+#include "storage/segment_reader.hpp"
 
 namespace hopper::detail {
 

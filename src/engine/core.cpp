@@ -11,10 +11,10 @@
 
 #include <hopper/file_system.hpp>
 
-#include "format.hpp"
-#include "recovery.hpp"
-#include "segment_reader.hpp"
-#include "spill_writer.hpp"
+#include "storage/format.hpp"
+#include "storage/recovery.hpp"
+#include "storage/segment_reader.hpp"
+#include "storage/spill_writer.hpp"
 
 namespace hopper::detail {
 

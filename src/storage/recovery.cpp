@@ -1,4 +1,4 @@
-#include "recovery.hpp"
+#include "storage/recovery.hpp"
 
 #include <algorithm>
 #include <array>
@@ -8,7 +8,7 @@
 #include <memory>
 #include <thread>
 
-#include "format.hpp"
+#include "storage/format.hpp"
 
 namespace hopper::detail {
 namespace {

@@ -1,8 +1,8 @@
-#include "spill_writer.hpp"
+#include "storage/spill_writer.hpp"
 
 #include <zstd.h>
 
-#include "format.hpp"
+#include "storage/format.hpp"
 
 namespace hopper::detail {
 

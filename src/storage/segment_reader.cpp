@@ -1,9 +1,9 @@
-#include "segment_reader.hpp"
+#include "storage/segment_reader.hpp"
 
 #define ZSTD_STATIC_LINKING_ONLY  // ZSTD_decompressBound (exported by libzstd.so)
 #include <zstd.h>
 
-#include "format.hpp"
+#include "storage/format.hpp"
 
 namespace hopper::detail {
 
