@@ -1,21 +1,23 @@
 // Inspection of a queue directory without taking its lock: segment scans (the same
 // validation recovery uses), the CURSOR, the lock holder from /proc/locks, and a reader
-// that walks stored items in sequence order.
+// that walks stored items in the order recovery delivers them (format::delivery_order).
+// Files are read through the FileSystem seam (the POSIX one); a file the owner deleted
+// meanwhile is Errc::not_found, and skipped.
 #include <hopper/inspect.hpp>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
+#include <cstdio>
 #include <fstream>
-#include <map>
 #include <sstream>
 
-#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <unistd.h>
 
+#include <hopper/file_system.hpp>
+
+#include "storage/cursor_file.hpp"
 #include "storage/format.hpp"
+#include "storage/io_error.hpp"
 #include "storage/recovery.hpp"
 #include "storage/segment_reader.hpp"
 
@@ -24,73 +26,29 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// A read-only descriptor. Plain POSIX rather than the FileSystem seam: inspection must
-// tell "deleted by the owner meanwhile" (ENOENT) from other failures. Not thread-safe.
-class ReadOnlyFile {
- public:
-  ReadOnlyFile() = default;
-  ReadOnlyFile(ReadOnlyFile&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  ReadOnlyFile& operator=(ReadOnlyFile&& o) noexcept {
-    if (this != &o) {
-      close();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~ReadOnlyFile() { close(); }
+// Reads up to `n` bytes at `offset` of `file` into `out` (resized to what was read).
+Status read_at(File& file, std::uint64_t offset, std::size_t n, std::string& out) {
+  out.resize(n);
+  auto got = file.read_at(offset, out.data(), n);
+  if (!got.ok()) return got.status();
+  out.resize(*got);
+  return Status();
+}
 
-  // errno of the failure, 0 on success.
-  int open(const fs::path& path) {
-    close();
-    do {
-      fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    } while (fd_ < 0 && errno == EINTR);
-    return fd_ < 0 ? errno : 0;
-  }
-  bool is_open() const noexcept { return fd_ >= 0; }
-  // Reads up to `n` bytes at `offset` into `out` (resized to what was read); errno or 0.
-  int read_at(std::uint64_t offset, std::size_t n, std::string& out) {
-    out.resize(n);
-    std::size_t got = 0;
-    while (got < n) {
-      const ssize_t r = ::pread(fd_, out.data() + got, n - got, static_cast<off_t>(offset + got));
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        return errno;
-      }
-      if (r == 0) break;
-      got += static_cast<std::size_t>(r);
-    }
-    out.resize(got);
-    return 0;
-  }
-  // The whole file as it is now (appends racing with this read are not seen).
-  int read_all(std::string& out) {
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) return errno;
-    return read_at(0, static_cast<std::size_t>(st.st_size), out);
-  }
-
- private:
-  void close() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int fd_ = -1;
-};
-
-std::string errno_text(int err) { return std::strerror(err); }
+// The whole file as it is now (appends racing with this read are not seen).
+Status read_all(File& file, std::string& out) {
+  auto size = file.size();
+  if (!size.ok()) return size.status();
+  return read_at(file, 0, static_cast<std::size_t>(*size), out);
+}
 
 // Segment numbers present in `dir`, sorted.
-Result<std::vector<std::uint64_t>> segment_numbers(const fs::path& dir) {
-  std::error_code ec;
-  fs::directory_iterator it(dir, ec);
-  if (ec) return Status::IoError("list directory", dir.native(), ec.value());
+Result<std::vector<std::uint64_t>> segment_numbers(FileSystem& fs, const fs::path& dir) {
+  auto names = fs.list(dir);
+  if (!names.ok()) return detail::as_io_error(names.status());
   std::vector<std::uint64_t> numbers;
-  for (; it != fs::directory_iterator(); it.increment(ec)) {
-    if (auto n = format::parse_segment_file_name(it->path().filename().native())) numbers.push_back(*n);
-  }
-  if (ec) return Status::IoError("list directory", dir.native(), ec.value());
+  for (const std::string& name : *names)
+    if (auto n = format::parse_segment_file_name(name)) numbers.push_back(*n);
   std::sort(numbers.begin(), numbers.end());
   return numbers;
 }
@@ -100,23 +58,25 @@ struct CursorRead {
   bool damaged = false;
 };
 
-// The delivery position as recovery takes it: the larger of CURSOR and the advisory
-// CURSOR.read (whose damage, expected after a power loss, is not reported).
-CursorRead read_cursor(const fs::path& dir) {
-  CursorRead c;
-  for (const char* name : {format::kCursorFileName, format::kReadCursorFileName}) {
-    const bool advisory = name == std::string_view(format::kReadCursorFileName);
-    ReadOnlyFile f;
-    if (f.open(dir / name) != 0) continue;
+// The delivery position as recovery takes it (detail::combine_cursors), read once each,
+// without retries: a CURSOR that cannot be opened is absent, one that cannot be read or
+// decoded is damaged. Damage of the advisory CURSOR.read, expected after a power loss, is
+// not reported.
+CursorRead read_cursor(FileSystem& fs, const fs::path& dir) {
+  auto read_one = [&](const char* name, bool& damaged) -> std::optional<format::CursorRecord> {
+    auto f = fs.open(dir / name, OpenMode::read);
+    if (!f.ok()) return std::nullopt;
     std::string bytes;
-    std::optional<std::uint64_t> position;
-    if (f.read_at(0, format::kCursorV2Size + 1, bytes) == 0) position = format::decode_cursor(bytes);
-    if (position) {
-      c.next_seq = std::max(c.next_seq.value_or(0), *position);
-    } else if (!advisory) {
-      c.damaged = true;
-    }
-  }
+    std::optional<format::CursorRecord> c;
+    if (read_at(**f, 0, format::kCursorV2Size + 1, bytes).ok()) c = format::decode_cursor_record(bytes);
+    damaged = !c;
+    return c;
+  };
+  CursorRead c;
+  bool advisory_damaged = false;
+  const auto durable = read_one(format::kCursorFileName, c.damaged);
+  const auto advisory = read_one(format::kReadCursorFileName, advisory_damaged);
+  c.next_seq = detail::combine_cursors(durable, advisory).position;
   return c;
 }
 
@@ -133,13 +93,14 @@ std::optional<long> parse_pid(std::string_view text) {
 
 // The flock on LOCK, looked up in /proc/locks by device and inode: seeing it does not
 // disturb it (trying flock ourselves would, for an instant, refuse the owner's reopen).
-LockHolder lock_holder(const fs::path& dir) {
+// (The LOCK file's pid is read through the FileSystem seam; its inode and /proc/locks are
+// Linux's own, outside it.)
+LockHolder lock_holder(FileSystem& files, const fs::path& dir) {
   LockHolder h;
   const fs::path lock = dir / format::kLockFileName;
-  {
-    ReadOnlyFile f;
+  if (auto f = files.open(lock, OpenMode::read); f.ok()) {
     std::string text;
-    if (f.open(lock) == 0 && f.read_at(0, 32, text) == 0) h.recorded_pid = parse_pid(text);
+    if (read_at(**f, 0, 32, text).ok()) h.recorded_pid = parse_pid(text);
   }
   struct stat st {};
   if (::stat(lock.c_str(), &st) != 0) {
@@ -172,7 +133,7 @@ LockHolder lock_holder(const fs::path& dir) {
 // What one segment holds, from its image.
 struct ScannedSegment {
   SegmentSummary summary;
-  std::vector<detail::PageRef> pages;  // valid (and, when asked, decodable) pages
+  std::vector<format::PageRef> pages;  // valid (and, when asked, decodable) pages
   std::vector<DamagedRange> damaged;
   std::vector<std::string> notes;
 };
@@ -199,7 +160,7 @@ ScannedSegment scan(std::uint64_t number, const fs::path& path, std::string_view
   }
   std::uint64_t end = format::kSegmentHeaderSize;
   std::string raw;
-  for (const detail::PageRef& p : sc.pages) {
+  for (const format::PageRef& p : sc.pages) {
     if (p.offset > end) out.damaged.push_back({number, end, p.offset, "damaged bytes (no valid page)"});
     end = p.offset + p.bytes;
     std::string_view page = image.substr(p.offset, p.bytes);
@@ -234,50 +195,29 @@ ScannedSegment scan(std::uint64_t number, const fs::path& path, std::string_view
   return out;
 }
 
-// Pages to deliver, in sequence order, each sequence number once, items before `from`
-// skipped: the same rule recovery applies.
-std::vector<detail::PageRef> delivery_order(std::vector<detail::PageRef> all, std::uint64_t from,
-                                            std::uint64_t& items) {
-  std::stable_sort(all.begin(), all.end(),
-                   [](const detail::PageRef& a, const detail::PageRef& b) { return a.first_seq < b.first_seq; });
-  std::vector<detail::PageRef> out;
-  std::uint64_t expect = from;
-  items = 0;
-  for (detail::PageRef& p : all) {
-    const std::uint64_t end = p.first_seq + p.count;
-    if (p.count == 0 || end <= expect) continue;
-    p.skip = static_cast<std::uint32_t>(expect > p.first_seq ? expect - p.first_seq : 0);
-    expect = end;
-    items += p.count - p.skip;
-    out.push_back(p);
-  }
-  return out;
-}
-
 // Scans every segment of `dir`, calling `each` with what was found.
 template <class Each>
-Status scan_directory(const fs::path& dir, const InspectOptions& options, std::vector<std::string>& notes,
-                      std::uint64_t& pages_decoded, Each&& each) {
-  auto numbers = segment_numbers(dir);
+Status scan_directory(FileSystem& files, const fs::path& dir, const InspectOptions& options,
+                      std::vector<std::string>& notes, std::uint64_t& pages_decoded, Each&& each) {
+  auto numbers = segment_numbers(files, dir);
   if (!numbers.ok()) return numbers.status();
   // Sizes first, for progress reporting.
   std::uint64_t total = 0;
   for (std::uint64_t n : *numbers) {
-    std::error_code ec;
-    const auto size = fs::file_size(dir / format::segment_file_name(n), ec);
-    if (!ec) total += size;
+    auto f = files.open(dir / format::segment_file_name(n), OpenMode::read);
+    if (!f.ok()) continue;
+    if (auto size = (*f)->size(); size.ok()) total += *size;
   }
   std::uint64_t done = 0;
   detail::PageDecoder decoder;
   std::string image;
   for (std::uint64_t n : *numbers) {
     const fs::path path = dir / format::segment_file_name(n);
-    ReadOnlyFile f;
-    int err = f.open(path);
-    if (err == 0) err = f.read_all(image);
-    if (err == ENOENT) continue;  // consumed and deleted by the owner meanwhile
-    if (err != 0) {
-      notes.push_back(path.native() + ": cannot be read: " + errno_text(err));
+    auto f = files.open(path, OpenMode::read);
+    Status read = f.ok() ? read_all(**f, image) : f.status();
+    if (read.code() == Errc::not_found) continue;  // consumed and deleted by the owner meanwhile
+    if (!read.ok()) {
+      notes.push_back(path.native() + ": cannot be read: " + read.message());
       continue;
     }
     each(scan(n, path, image, options.decode_pages, decoder, pages_decoded));
@@ -305,14 +245,15 @@ Result<Inspection> inspect(const fs::path& dir, const InspectOptions& options) {
     return Status(Errc::io_error, dir.native() + ": not a directory" + (ec ? ": " + ec.message() : std::string()));
   // The lock first: a holder seen now was there during the whole scan or arrived later;
   // either way an incomplete tail may be its write in progress.
-  r.lock = lock_holder(dir);
-  const CursorRead cursor = read_cursor(dir);
+  auto files = FileSystem::posix();
+  r.lock = lock_holder(*files, dir);
+  const CursorRead cursor = read_cursor(*files, dir);
   r.cursor = cursor.next_seq;
   r.cursor_damaged = cursor.damaged;
   if (cursor.damaged) r.notes.push_back((dir / format::kCursorFileName).native() + ": damaged");
 
-  std::vector<detail::PageRef> all;
-  Status st = scan_directory(dir, options, r.notes, r.pages_decoded, [&](ScannedSegment seg) {
+  std::vector<format::PageRef> all;
+  Status st = scan_directory(*files, dir, options, r.notes, r.pages_decoded, [&](ScannedSegment seg) {
     const SegmentSummary& s = seg.summary;
     r.pages += s.pages;
     r.items += s.items;
@@ -328,7 +269,7 @@ Result<Inspection> inspect(const fs::path& dir, const InspectOptions& options) {
     r.segments.push_back(std::move(seg.summary));
   });
   if (!st.ok()) return st;
-  (void)delivery_order(std::move(all), r.cursor.value_or(0), r.undelivered_items);
+  r.undelivered_items = format::delivery_order(std::move(all), r.cursor.value_or(0)).items;
   return r;
 }
 
@@ -337,7 +278,7 @@ Result<Inspection> inspect(const fs::path& dir, const InspectOptions& options) {
 namespace {
 // A valid page at the same place may still be another one: segment numbers restart at 1
 // when a queue is reopened with no segment left.
-bool same_page(std::string_view page, const detail::PageRef& ref) {
+bool same_page(std::string_view page, const format::PageRef& ref) {
   auto h = format::parse_page_header(page);
   return h && h->first_seq == ref.first_seq && h->item_count == ref.count;
 }
@@ -345,13 +286,14 @@ bool same_page(std::string_view page, const detail::PageRef& ref) {
 
 struct ItemReader::State {
   fs::path dir;
-  std::vector<detail::PageRef> pages;
+  std::shared_ptr<FileSystem> files = FileSystem::posix();
+  std::vector<format::DuePage> pages;
   std::size_t next_page = 0;
   std::uint64_t total = 0;
   std::uint64_t skipped = 0;
   Status status;
 
-  ReadOnlyFile file;
+  std::unique_ptr<File> file;
   std::uint64_t file_number = 0;
   std::string page_bytes;
   std::string raw;
@@ -372,15 +314,17 @@ Result<ItemReader> ItemReader::open(const fs::path& dir, Options options) {
   if (!fs::is_directory(dir, ec))
     return Status(Errc::io_error, dir.native() + ": not a directory" + (ec ? ": " + ec.message() : std::string()));
   std::uint64_t from = 0;
-  if (options.from_cursor) from = read_cursor(dir).next_seq.value_or(0);
-  std::vector<detail::PageRef> all;
+  if (options.from_cursor) from = read_cursor(*s->files, dir).next_seq.value_or(0);
+  std::vector<format::PageRef> all;
   std::vector<std::string> notes;
   std::uint64_t decoded = 0;
-  Status st = scan_directory(dir, InspectOptions{}, notes, decoded, [&](ScannedSegment seg) {
+  Status st = scan_directory(*s->files, dir, InspectOptions{}, notes, decoded, [&](ScannedSegment seg) {
     all.insert(all.end(), seg.pages.begin(), seg.pages.end());
   });
   if (!st.ok()) return st;
-  s->pages = delivery_order(std::move(all), from, s->total);
+  format::DeliveryOrder order = format::delivery_order(std::move(all), from);
+  s->pages = std::move(order.pages);
+  s->total = order.items;
   return ItemReader(std::move(s));
 }
 
@@ -396,22 +340,24 @@ bool ItemReader::next(StoredItem& item) {
       s.items.reset();
     }
     if (s.next_page >= s.pages.size() || !s.status.ok()) return false;
-    const detail::PageRef ref = s.pages[s.next_page++];
-    if (!s.file.is_open() || s.file_number != ref.segment) {
-      const fs::path path = s.dir / format::segment_file_name(ref.segment);
-      const int err = s.file.open(path);
-      if (err == ENOENT) {
+    const format::DuePage due = s.pages[s.next_page++];
+    const format::PageRef& ref = due.ref;
+    if (!s.file || s.file_number != ref.segment) {
+      s.file.reset();
+      auto f = s.files->open(s.dir / format::segment_file_name(ref.segment), OpenMode::read);
+      if (f.status().code() == Errc::not_found) {
         ++s.skipped;  // consumed and deleted by the owner since open()
         continue;
       }
-      if (err != 0) {
-        s.status = Status::IoError("open", path.native(), err);
+      if (!f.ok()) {
+        s.status = f.status();
         return false;
       }
+      s.file = std::move(*f);
       s.file_number = ref.segment;
     }
-    if (const int err = s.file.read_at(ref.offset, ref.bytes, s.page_bytes); err != 0) {
-      s.status = Status::IoError("read", (s.dir / format::segment_file_name(ref.segment)).native(), err);
+    if (Status read = read_at(*s.file, ref.offset, ref.bytes, s.page_bytes); !read.ok()) {
+      s.status = read;
       return false;
     }
     if (s.page_bytes.size() != ref.bytes || !s.decoder.decode(s.page_bytes, ref.segment, s.raw).ok() ||
@@ -421,7 +367,7 @@ bool ItemReader::next(StoredItem& item) {
     }
     s.items.emplace(s.raw);
     s.seq = ref.first_seq;
-    for (std::uint32_t i = 0; i < ref.skip; ++i) {
+    for (std::uint32_t i = 0; i < due.skip; ++i) {
       (void)s.items->next();
       ++s.seq;
     }

@@ -1,7 +1,8 @@
 // The on-disk format, one TEST per edge case (after leveldb's log_test.cc): encoding round
 // trips; every header field's damage detected; a flipped byte anywhere in a page; a
 // segment truncated at every offset; resynchronisation past damage; stale pages; segment
-// file names; the CURSOR; and PageDecoder refusing pages that lie behind a valid checksum.
+// file names; the CURSOR; item framing; the delivery order; and PageDecoder refusing pages
+// that lie behind a valid checksum.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -13,6 +14,7 @@
 
 #include <hopper/hopper.hpp>
 
+#include "storage/cursor_file.hpp"
 #include "storage/format.hpp"
 #include "storage/recovery.hpp"
 #include "storage/segment_reader.hpp"
@@ -490,7 +492,6 @@ TEST(ScanSegment, FindsEveryPageInFileOrder) {
     EXPECT_EQ(scan.pages[i].offset, off);
     EXPECT_EQ(scan.pages[i].first_seq, seq);
     EXPECT_EQ(scan.pages[i].count, pages[i].size());
-    EXPECT_EQ(scan.pages[i].skip, 0u);
     off += scan.pages[i].bytes;
     seq += pages[i].size();
   }
@@ -768,6 +769,98 @@ TEST(Cursor, UnknownVersionOrMagicRejectedEvenWithValidChecksum) {
   EXPECT_FALSE(format::decode_cursor(with(format::kCursorMagic, format::kVersion + 1)));
   EXPECT_FALSE(format::decode_cursor(with(format::kCursorMagic, 0)));
   EXPECT_FALSE(format::decode_cursor(with(format::kPageMagic, format::kVersion)));
+}
+
+TEST(Cursor, VersionTwoCarriesTheEnd) {
+  const std::string b = format::encode_cursor(12, 40);
+  ASSERT_EQ(b.size(), format::kCursorV2Size);
+  const auto r = format::decode_cursor_record(b);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->position, 12u);
+  EXPECT_EQ(r->end, 40u);
+  EXPECT_FALSE(format::decode_cursor_record(format::encode_cursor(12))->end.has_value());
+}
+
+TEST(CursorFiles, TheLargerValidPositionAndEndWin) {
+  using format::CursorRecord;
+  EXPECT_FALSE(detail::combine_cursors(std::nullopt, std::nullopt).position.has_value());
+  const auto only_durable = detail::combine_cursors(CursorRecord{7, 20}, std::nullopt);
+  EXPECT_EQ(only_durable.position, 7u);
+  EXPECT_EQ(only_durable.end, 20u);
+  const auto advisory_ahead = detail::combine_cursors(CursorRecord{7, 20}, CursorRecord{9, 25});
+  EXPECT_EQ(advisory_ahead.position, 9u);
+  EXPECT_EQ(advisory_ahead.end, 25u);
+  // An advisory position behind a durable commit never undoes it; a version 1 file has no end.
+  const auto advisory_behind = detail::combine_cursors(CursorRecord{9, std::nullopt}, CursorRecord{3, 12});
+  EXPECT_EQ(advisory_behind.position, 9u);
+  EXPECT_EQ(advisory_behind.end, 12u);
+}
+
+// ---------------------------------------------------------------- item framing
+
+TEST(ItemFraming, FramesWrittenAreTheOnesItemCursorReads) {
+  std::string raw;
+  for (const std::string& item : kItems) {
+    const std::size_t mark = format::begin_item(raw);
+    raw += item;
+    EXPECT_EQ(format::item_bytes(raw, mark), item.size());
+    format::end_item(raw, mark);
+  }
+  EXPECT_EQ(raw, raw_payload(kItems));  // the documented layout: u32 length, then the bytes
+  format::ItemCursor cur(raw);
+  for (const std::string& item : kItems) EXPECT_EQ(cur.next(), std::optional<std::string_view>(item));
+  EXPECT_FALSE(cur.next());
+  EXPECT_TRUE(cur.ok());
+}
+
+// ---------------------------------------------------------------- delivery order
+
+format::PageRef page_ref(std::uint64_t segment, std::uint64_t first_seq, std::uint32_t count) {
+  return format::PageRef{segment, 0, 0, first_seq, count};
+}
+
+TEST(DeliveryOrder, BySequenceNumberNotByFile) {
+  const auto order = format::delivery_order({page_ref(2, 10, 5), page_ref(1, 0, 10), page_ref(3, 15, 1)}, 0);
+  ASSERT_EQ(order.pages.size(), 3u);
+  EXPECT_EQ(order.pages[0].ref.segment, 1u);
+  EXPECT_EQ(order.pages[1].ref.segment, 2u);
+  EXPECT_EQ(order.pages[2].ref.segment, 3u);
+  EXPECT_EQ(order.items, 16u);
+  EXPECT_EQ(order.covered, 16u);
+  EXPECT_EQ(order.max_end, 16u);
+  EXPECT_TRUE(order.gaps.empty());
+}
+
+TEST(DeliveryOrder, DeliveredPagesDropAndAStraddlingPageSkipsItsDeliveredPrefix) {
+  const auto order = format::delivery_order({page_ref(1, 0, 10), page_ref(1, 10, 10), page_ref(2, 20, 5)}, 13);
+  ASSERT_EQ(order.pages.size(), 2u);
+  EXPECT_EQ(order.pages[0].ref.first_seq, 10u);
+  EXPECT_EQ(order.pages[0].skip, 3u);
+  EXPECT_EQ(order.pages[1].skip, 0u);
+  EXPECT_EQ(order.items, 12u);
+}
+
+TEST(DeliveryOrder, OverlapsAreTrimmedAndDuplicatesDropped) {
+  const auto order = format::delivery_order({page_ref(1, 0, 10), page_ref(2, 5, 10), page_ref(3, 2, 3)}, 0);
+  ASSERT_EQ(order.pages.size(), 2u);  // [2, 5) lies inside [0, 10): a duplicate
+  EXPECT_EQ(order.pages[1].ref.segment, 2u);
+  EXPECT_EQ(order.pages[1].skip, 5u);
+  EXPECT_EQ(order.items, 15u);
+}
+
+TEST(DeliveryOrder, GapsAreNumbersNoPageHolds) {
+  const auto order = format::delivery_order({page_ref(1, 4, 2), page_ref(1, 9, 1), page_ref(1, 0, 0)}, 1);
+  EXPECT_EQ(order.gaps, (std::vector<std::pair<std::uint64_t, std::uint64_t>>{{1, 4}, {6, 9}}));
+  EXPECT_EQ(order.items, 3u);
+  EXPECT_EQ(order.covered, 10u);
+}
+
+TEST(DeliveryOrder, APositionPastEveryPageDeliversNothing) {
+  const auto order = format::delivery_order({page_ref(1, 0, 10)}, 50);
+  EXPECT_TRUE(order.pages.empty());
+  EXPECT_EQ(order.items, 0u);
+  EXPECT_EQ(order.covered, 50u);
+  EXPECT_EQ(order.max_end, 50u);
 }
 
 TEST(SegmentHeader, ChecksumIsXxh3OfTheFirst24Bytes) {

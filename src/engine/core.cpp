@@ -11,6 +11,7 @@
 
 #include <hopper/file_system.hpp>
 
+#include "storage/cursor_file.hpp"
 #include "storage/format.hpp"
 #include "storage/recovery.hpp"
 #include "storage/segment_reader.hpp"
@@ -52,6 +53,18 @@ Clock::duration backoff(std::uint32_t failures) {
   return std::min<Clock::duration>(std::chrono::milliseconds(1) * (1u << shift), std::chrono::seconds(1));
 }
 }  // namespace
+
+// A page in the receiver's chain: where it is, and the queue's bookkeeping of it.
+struct PageRef {
+  std::uint64_t segment = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t first_seq = 0;
+  std::uint32_t count = 0;
+  std::uint32_t skip = 0;   // leading items delivered before a restart
+  bool discarded = false;   // dropped, or never written: the receiver skips its items
+  format::PageRef where() const { return format::PageRef{segment, offset, bytes, first_seq, count}; }
+};
 
 struct SealedPage {
   std::uint64_t first_seq = 0;
@@ -232,10 +245,10 @@ Result<std::unique_ptr<Core>> Core::open(const Options& options) {
     d.disk_bytes += s.bytes;
   }
   for (const auto& p : rec->pages) {
-    d.unread.push_back(p);
-    d.recovered_counts.push_back(p.count - p.skip);
-    auto& seg = d.segments[p.segment];
-    seg.max_end = std::max(seg.max_end, p.first_seq + p.count);
+    d.unread.push_back(PageRef{p.ref.segment, p.ref.offset, p.ref.bytes, p.ref.first_seq, p.ref.count, p.skip, false});
+    d.recovered_counts.push_back(p.ref.count - p.skip);
+    auto& seg = d.segments[p.ref.segment];
+    seg.max_end = std::max(seg.max_end, p.ref.first_seq + p.ref.count);
   }
   d.recovered = d.disk_in = rec->items;
   d.damage = std::move(rec->problems);
@@ -261,11 +274,7 @@ void Core::add_damage(std::string line) {
 // ---------------------------------------------------------------------------------------
 // Spill path: the open page, sealing, the writer token.
 
-std::size_t Core::begin_item() {
-  const std::size_t mark = page_.size();
-  page_.append(format::kItemPrefixSize, '\0');
-  return mark;
-}
+std::size_t Core::begin_item() { return format::begin_item(page_); }
 
 SpillVerdict Core::end_item(std::size_t mark) {
   const std::uint64_t item = page_.size() - mark;  // prefix + encoding
@@ -273,14 +282,14 @@ SpillVerdict Core::end_item(std::size_t mark) {
     page_.resize(mark);
     return v;
   };
-  if (item - format::kItemPrefixSize > 0xffffffffull || SpillWriter::bound(item) > opt_.segment_bytes)
+  if (format::item_bytes(page_, mark) > format::kMaxItemBytes || SpillWriter::bound(item) > opt_.segment_bytes)
     return refuse(SpillVerdict::too_large);
   if (page_items_ > 0 && SpillWriter::bound(page_.size()) > opt_.segment_bytes)
     return refuse(SpillVerdict::need_seal);
   if (d_->pending.size() >= kMaxPending) return refuse(SpillVerdict::behind);
   if (d_->disk_bytes + d_->pending_bound + SpillWriter::bound(page_.size()) > opt_.max_disk_bytes)
     return refuse(SpillVerdict::full);
-  format::put_u32(page_.data() + mark, static_cast<std::uint32_t>(item - format::kItemPrefixSize));
+  format::end_item(page_, mark);
   if (page_items_ == 0) page_first_seq_ = next_seq;
   ++page_items_;
   ++next_seq;
@@ -854,7 +863,7 @@ Status Core::load_page(const Wait& wait) {
       d.unread.pop_front();
       OpenSegment file = std::move(d.read_file);
       lk.unlock();
-      Status s = d.reader.read(ref, file, read_raw_);
+      Status s = d.reader.read(ref.where(), file, read_raw_);
       lk.lock();
       auto seg = d.segments.find(ref.segment);
       const bool present = seg != d.segments.end() && seg->second.removal == SegmentState::Removal::none;
@@ -1010,7 +1019,7 @@ void Core::finish_page() {
     // reports a gap that is not a loss, or redelivers.
     const std::uint64_t end = next_seq;
     lk.unlock();
-    (void)write_cursor(deliver_seq_, end, false);
+    (void)write_cursor(*d.fs, d.dir, deliver_seq_, end, false);
   }
 }
 
@@ -1054,37 +1063,17 @@ void Core::begin_held() {
       held_.back().raw.size() >= opt_.page_bytes) {
     held_.push_back(RawPage{deliver_seq_, 0, {}});
   }
-  held_.back().raw.append(format::kItemPrefixSize, '\0');
-  held_mark_ = held_.back().raw.size();
+  held_mark_ = format::begin_item(held_.back().raw);
 }
 
 void Core::end_held() {
   RawPage& p = held_.back();
-  format::put_u32(p.raw.data() + held_mark_ - format::kItemPrefixSize,
-                  static_cast<std::uint32_t>(p.raw.size() - held_mark_));
+  format::end_item(p.raw, held_mark_);
   ++p.count;
 }
 
 // ---------------------------------------------------------------------------------------
 // Commit and shutdown.
-
-Status Core::write_cursor(std::uint64_t position, std::uint64_t end, bool durable) {
-  DiskState& d = *d_;
-  // The durable position replaces CURSOR; the advisory one goes to a file of its own, so
-  // that an unsynced replacement (which a power loss may leave empty) never stands where a
-  // durable commit did.
-  const auto tmp = d.dir / (durable ? format::kCursorTempName : format::kReadCursorTempName);
-  const auto cur = d.dir / (durable ? format::kCursorFileName : format::kReadCursorFileName);
-  auto f = d.fs->open(tmp, OpenMode::truncate);
-  if (!f.ok()) return f.status();
-  const std::string bytes = format::encode_cursor(position, end);
-  Status s = (*f)->append(bytes.data(), bytes.size());
-  if (s.ok() && durable) s = (*f)->sync();
-  f->reset();
-  if (s.ok()) s = d.fs->rename(tmp, cur);
-  if (s.ok() && durable) s = d.fs->sync_directory(d.dir);  // the rename itself must survive
-  return s;
-}
 
 Status Core::commit() {
   const std::uint64_t position = deliver_seq_;
@@ -1093,7 +1082,7 @@ Status Core::commit() {
     std::lock_guard lk(mu);
     end = next_seq;
   }
-  if (Status s = write_cursor(position, end, true); !s.ok()) return s;
+  if (Status s = write_cursor(*d_->fs, d_->dir, position, end, true); !s.ok()) return s;
   held_.clear();
   std::unique_lock lk(mu);
   ++d_->commits;
@@ -1165,7 +1154,7 @@ Status Core::persist(std::vector<RawPage> memory_pages) {
   keep(d.writer.close());
   // Every item numbered below the cursor was handed out (and, with manual_commit,
   // committed). Replaced atomically.
-  keep(attempt([&] { return write_cursor(opt_.manual_commit ? commit_seq_ : deliver_seq_, next_seq, true); }));
+  keep(attempt([&] { return write_cursor(*d.fs, d.dir, opt_.manual_commit ? commit_seq_ : deliver_seq_, next_seq, true); }));
   return first;
 }
 

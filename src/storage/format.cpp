@@ -1,5 +1,6 @@
 #include "storage/format.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -77,6 +78,16 @@ PageChecksum::~PageChecksum() = default;
 void PageChecksum::update(std::string_view piece) { XXH3_64bits_update(&state_->xxh, piece.data(), piece.size()); }
 bool PageChecksum::matches() const { return XXH3_64bits_digest(&state_->xxh) == expected_; }
 
+std::size_t begin_item(std::string& raw) {
+  const std::size_t mark = raw.size();
+  raw.append(kItemPrefixSize, '\0');
+  return mark;
+}
+
+void end_item(std::string& raw, std::size_t mark) {
+  put_u32(raw.data() + mark, static_cast<std::uint32_t>(item_bytes(raw, mark)));
+}
+
 std::optional<std::string_view> ItemCursor::next() {
   if (pos_ == raw_.size()) return std::nullopt;
   if (raw_.size() - pos_ < kItemPrefixSize) {
@@ -91,6 +102,27 @@ std::optional<std::string_view> ItemCursor::next() {
   std::string_view item = raw_.substr(pos_ + kItemPrefixSize, len);
   pos_ += kItemPrefixSize + len;
   return item;
+}
+
+DeliveryOrder delivery_order(std::vector<PageRef> all, std::uint64_t from) {
+  std::stable_sort(all.begin(), all.end(), [](const PageRef& a, const PageRef& b) { return a.first_seq < b.first_seq; });
+  DeliveryOrder order;
+  std::uint64_t expect = from;
+  std::uint64_t max_end = from;
+  for (const PageRef& p : all) {
+    const std::uint64_t end = p.first_seq + p.count;
+    max_end = std::max(max_end, end);
+    if (p.count == 0 || end <= expect) continue;  // delivered already, or a duplicate
+    // Numbers are handed out without holes, so a hole means items that are gone.
+    if (p.first_seq > expect) order.gaps.emplace_back(expect, p.first_seq);
+    DuePage due{p, static_cast<std::uint32_t>(expect > p.first_seq ? expect - p.first_seq : 0)};
+    expect = end;
+    order.items += p.count - due.skip;
+    order.pages.push_back(due);
+  }
+  order.covered = expect;
+  order.max_end = max_end;
+  return order;
 }
 
 static constexpr std::string_view kSegPrefix = "hopper-";

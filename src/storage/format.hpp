@@ -1,4 +1,7 @@
-// The on-disk format of a queue directory, in one place. docs/format.md is its grammar.
+// The on-disk format of a queue directory, in one place: the byte layouts and their
+// encoders and decoders, item framing, where a page is, and the order pages are delivered
+// in. The writer, the reader, recovery, the queue's engine and inspect all use it, so they
+// cannot disagree. docs/format.md is its grammar.
 //
 //   DIR/LOCK                       flock'ed while a process has the queue open
 //   DIR/CURSOR                     next sequence number to deliver (commit, clean shutdown;
@@ -39,6 +42,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 namespace hopper::format {
 
@@ -98,6 +103,22 @@ class PageChecksum {
   std::uint64_t expected_ = 0;
 };
 
+// ---- item framing: a page's raw payload is its items back to back, each a u32 length
+// (little-endian) and that many bytes. Written only through begin_item/end_item, read only
+// through ItemCursor.
+
+// The largest item a frame can carry.
+inline constexpr std::uint64_t kMaxItemBytes = 0xffffffffu;
+// Appending an item to `raw`: begin_item reserves its frame and returns where it starts;
+// the caller appends the item's bytes; end_item writes the frame. (Taking it back is
+// raw.resize(mark).)
+std::size_t begin_item(std::string& raw);
+void end_item(std::string& raw, std::size_t mark);
+// Bytes of the item begun at `mark`, without its frame.
+inline std::uint64_t item_bytes(const std::string& raw, std::size_t mark) noexcept {
+  return raw.size() - mark - kItemPrefixSize;
+}
+
 // Walks the length-prefixed items of a raw page. Stops (and reports) on a prefix that
 // runs past the end.
 class ItemCursor {
@@ -113,6 +134,38 @@ class ItemCursor {
   std::size_t pos_ = 0;
   bool ok_ = true;
 };
+
+// ---- pages, located
+
+// Where a valid page is and what its header (whose checksum passed) says it holds.
+struct PageRef {
+  std::uint64_t segment = 0;
+  std::uint64_t offset = 0;
+  std::uint64_t bytes = 0;  // header + payload
+  std::uint64_t first_seq = 0;
+  std::uint32_t count = 0;
+};
+
+// ---- the delivery order (docs/format.md, rule 6)
+
+// A page to deliver, and how many of its leading items were delivered already.
+struct DuePage {
+  PageRef ref;
+  std::uint32_t skip = 0;
+};
+struct DeliveryOrder {
+  std::vector<DuePage> pages;   // in sequence order, each number once
+  std::uint64_t items = 0;      // items they deliver
+  std::uint64_t covered = 0;    // one past the last number delivered (at least `from`)
+  std::uint64_t max_end = 0;    // one past the highest number any page holds (at least `from`)
+  // Numbers in [from, covered) that no page holds: lost, [begin, end) each, in order.
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> gaps;
+};
+// Order is by sequence number, not file position: sorts the valid pages by first_seq,
+// drops pages wholly below `from` (delivered), skips the delivered prefix of a page that
+// straddles it, and trims overlaps (a page wholly covered by earlier ones is a duplicate).
+// Recovery delivers in this order, and inspect reads in it.
+DeliveryOrder delivery_order(std::vector<PageRef> pages, std::uint64_t from);
 
 // "hopper-00000000000000000042.seg" <-> 42. Parse rejects anything else, including 0.
 std::string segment_file_name(std::uint64_t number);

@@ -8,6 +8,7 @@
 #include <memory>
 #include <thread>
 
+#include "storage/cursor_file.hpp"
 #include "storage/format.hpp"
 
 namespace hopper::detail {
@@ -76,6 +77,8 @@ class FileSource final : public ScanSource {
 
 // A page at `off` is valid when its header parses, its lengths fit the source, its
 // checksum matches and it belongs to this segment. Only then is payload_len trusted.
+using format::PageRef;
+
 Result<std::optional<PageRef>> valid_page_at(ScanSource& src, std::uint64_t off, std::uint64_t number) {
   if (src.size() - off < format::kPageHeaderSize) return std::optional<PageRef>();
   auto hv = src.view(off, format::kPageHeaderSize);
@@ -242,40 +245,6 @@ Result<SegmentScan> scan_segment_file(File& file, std::uint64_t number, std::uin
   return scan(src, number, resync_limit);
 }
 
-std::optional<format::CursorRecord> read_cursor_file(FileSystem& fs, const std::filesystem::path& path,
-                                                     bool listed, std::string& problem,
-                                                     std::uint64_t* read_errors) {
-  problem.clear();
-  bool absent = false;
-  std::uint64_t errors = 0;
-  auto bytes = with_retries(
-      [&]() -> Result<std::string> {
-        auto f = fs.open(path, OpenMode::read);
-        if (!f.ok()) {
-          if (f.status().code() == Errc::not_found && !listed) {
-            absent = true;
-            return std::string();  // absent is an answer, not a failure
-          }
-          return f.status();
-        }
-        std::string b(format::kCursorV2Size + 1, '\0');
-        auto got = (*f)->read_at(0, b.data(), b.size());
-        if (!got.ok()) return got.status();
-        b.resize(*got);
-        return b;
-      },
-      errors);
-  if (read_errors) *read_errors += errors;
-  if (!bytes.ok()) {
-    problem = bytes.status().message() + " (unreadable after " + std::to_string(kReadAttempts) + " attempts)";
-    return std::nullopt;
-  }
-  if (absent) return std::nullopt;
-  auto c = format::decode_cursor_record(*bytes);
-  if (!c) problem = "damaged";
-  return c;
-}
-
 Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir, const RecoveryLimits& limits) {
   Recovery rec;
   auto names = fs.list(dir);
@@ -298,22 +267,19 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir, const
   {
     std::string problem;
     const auto path = dir / format::kCursorFileName;
-    if (auto c = read_cursor_file(fs, path, cursor_listed, problem, &rec.read_errors)) {
-      cursor = c->position;
-      end = c->end.value_or(0);
-    } else if (!problem.empty()) {
-      // Without a trustworthy cursor, delivered items may come again: redelivery, not loss.
+    const auto durable = read_cursor_file(fs, path, cursor_listed, problem, &rec.read_errors);
+    // Without a trustworthy cursor, delivered items may come again: redelivery, not loss.
+    if (!durable && !problem.empty())
       rec.problems.push_back(path.native() + ": " + problem + "; delivering from the oldest page");
-    }
     // The advisory one is never synced: damaged after a power loss is expected, and says
     // nothing worth reporting. Unreadable is a fault of the disk: that is reported.
     const auto read_path = dir / format::kReadCursorFileName;
-    if (auto c = read_cursor_file(fs, read_path, read_cursor_listed, problem, &rec.read_errors)) {
-      cursor = std::max(cursor, c->position);
-      end = std::max(end, c->end.value_or(0));
-    } else if (problem != "damaged" && !problem.empty()) {
+    const auto advisory = read_cursor_file(fs, read_path, read_cursor_listed, problem, &rec.read_errors);
+    if (!advisory && problem != "damaged" && !problem.empty())
       rec.problems.push_back(read_path.native() + ": " + problem + "; ignored");
-    }
+    const DeliveryPosition position = combine_cursors(durable, advisory);
+    cursor = position.position.value_or(0);
+    end = position.end;
   }
 
   std::vector<PageRef> all;
@@ -372,33 +338,26 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir, const
 
   // Order is by sequence number, not file position (items persisted at shutdown come
   // from a later file but precede what spilled before them).
-  std::stable_sort(all.begin(), all.end(),
-                   [](const PageRef& a, const PageRef& b) { return a.first_seq < b.first_seq; });
-  std::uint64_t expect = cursor;
-  std::uint64_t max_end = cursor;
-  for (PageRef& p : all) {
-    const std::uint64_t end = p.first_seq + p.count;
-    max_end = std::max(max_end, end);
-    if (p.count == 0 || end <= expect) continue;  // delivered already, or a duplicate
-    if (p.first_seq > expect) {
-      // Numbers are handed out without holes, so a hole means items that are gone.
-      const std::uint64_t gap = p.first_seq - expect;
-      rec.missing += gap;
-      rec.problems.push_back(dir.native() + ": items " + std::to_string(expect) + ".." +
-                             std::to_string(p.first_seq - 1) + " (" + std::to_string(gap) +
-                             ") are not on disk: lost with damaged, unreadable or removed segment data, "
-                             "dropped (drop_oldest), or, after a crash, items that were only in memory "
-                             "(delivered or not)");
-    }
-    p.skip = static_cast<std::uint32_t>(expect > p.first_seq ? expect - p.first_seq : 0);
-    expect = end;
-    rec.items += p.count - p.skip;
-    rec.pages.push_back(p);
-    // `found` is in segment-number order: a binary search, not a scan per page.
-    auto seg = std::lower_bound(found.begin(), found.end(), p.segment,
-                                [](const Found& f, std::uint64_t n) { return f.segment.number < n; });
-    if (seg != found.end() && seg->segment.number == p.segment) ++seg->segment.pages;
+  format::DeliveryOrder order = format::delivery_order(std::move(all), cursor);
+  for (const auto& [begin, gap_end] : order.gaps) {
+    const std::uint64_t gap = gap_end - begin;
+    rec.missing += gap;
+    rec.problems.push_back(dir.native() + ": items " + std::to_string(begin) + ".." + std::to_string(gap_end - 1) +
+                           " (" + std::to_string(gap) +
+                           ") are not on disk: lost with damaged, unreadable or removed segment data, "
+                           "dropped (drop_oldest), or, after a crash, items that were only in memory "
+                           "(delivered or not)");
   }
+  for (const format::DuePage& p : order.pages) {
+    // `found` is in segment-number order: a binary search, not a scan per page.
+    auto seg = std::lower_bound(found.begin(), found.end(), p.ref.segment,
+                                [](const Found& f, std::uint64_t n) { return f.segment.number < n; });
+    if (seg != found.end() && seg->segment.number == p.ref.segment) ++seg->segment.pages;
+  }
+  rec.items = order.items;
+  rec.pages = std::move(order.pages);
+  const std::uint64_t expect = order.covered;
+  const std::uint64_t max_end = order.max_end;
   // Items accepted before the cursor was written that no page holds, after the last page:
   // no later page shows this gap, the recorded end does.
   if (end > expect) {

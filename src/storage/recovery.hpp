@@ -21,7 +21,7 @@ struct RecoveredSegment {
 };
 
 struct Recovery {
-  std::vector<PageRef> pages;               // to deliver, by sequence number, overlaps trimmed
+  std::vector<format::DuePage> pages;       // to deliver, in format::delivery_order
   std::vector<RecoveredSegment> segments;   // files kept (each has pages to deliver)
   // Segments with nothing left to deliver whose removal failed: the queue counts their
   // bytes and retries the unlink (pages is 0).
@@ -60,7 +60,7 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir, const
 // Validates one segment image (the whole file) in memory: the pages found, in file order.
 // `cut` is where the valid data ends (a torn or damaged tail starts there).
 struct SegmentScan {
-  std::vector<PageRef> pages;
+  std::vector<format::PageRef> pages;
   std::uint64_t cut = 0;
   std::uint64_t corrupt_pages = 0;
   std::uint64_t torn_bytes = 0;
@@ -73,12 +73,5 @@ struct SegmentScan {
 SegmentScan scan_segment(std::string_view image, std::uint64_t number);
 // The same over a file read through a bounded window. io_error (or not_found) if a read fails.
 Result<SegmentScan> scan_segment_file(File& file, std::uint64_t number, std::uint64_t resync_limit);
-
-// Reads a cursor file: nullopt if it is absent, damaged (`problem` says which; empty when
-// absent) or unreadable after a few attempts. `listed`: the directory listing showed it,
-// so an open that says "not found" is a fault to retry, not an answer.
-std::optional<format::CursorRecord> read_cursor_file(FileSystem& fs, const std::filesystem::path& path,
-                                                     bool listed, std::string& problem,
-                                                     std::uint64_t* read_errors = nullptr);
 
 }  // namespace hopper::detail

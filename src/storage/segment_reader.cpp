@@ -46,7 +46,7 @@ SegmentReader::SegmentReader(std::shared_ptr<FileSystem> fs, std::filesystem::pa
     : fs_(std::move(fs)), dir_(std::move(dir)) {}
 SegmentReader::~SegmentReader() = default;
 
-Status SegmentReader::read(const PageRef& ref, OpenSegment& open, std::string& raw) {
+Status SegmentReader::read(const format::PageRef& ref, OpenSegment& open, std::string& raw) {
   if (!open.is(ref.segment)) {
     open.file.reset();
     auto f = fs_->open(dir_ / format::segment_file_name(ref.segment), OpenMode::read);

@@ -9,21 +9,11 @@
 #include <hopper/file_system.hpp>
 #include <hopper/status.hpp>
 
+#include "storage/format.hpp"
+
 struct ZSTD_DCtx_s;
 
 namespace hopper::detail {
-
-// Where a page is and what it claims to hold (from a header whose checksum passed).
-struct PageRef {
-  std::uint64_t segment = 0;
-  std::uint64_t offset = 0;
-  std::uint64_t bytes = 0;       // header + payload
-  std::uint64_t first_seq = 0;
-  std::uint32_t count = 0;
-  std::uint32_t skip = 0;        // leading items already delivered before a restart
-  bool discarded = false;        // dropped (drop_oldest) or never written (failed under
-                                 // SyncPolicy::always): the receiver skips its items
-};
 
 // Decompresses one page payload; checks that the frame yields exactly raw_len bytes.
 // Reusable (keeps its zstd context). Not thread-safe.
@@ -60,7 +50,7 @@ class SegmentReader {
   // ref.segment (else the file is opened into it, for the next page). io_error or
   // not_found if the file cannot be opened or read (the page may be retried), corrupt if
   // it is damaged (it never will be readable).
-  Status read(const PageRef& ref, OpenSegment& open, std::string& raw);
+  Status read(const format::PageRef& ref, OpenSegment& open, std::string& raw);
 
  private:
   std::shared_ptr<FileSystem> fs_;

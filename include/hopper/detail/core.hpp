@@ -197,10 +197,6 @@ class Core {
   void finish_page();
   Status load_page(const Wait& wait);
 
-  // Replaces CURSOR atomically; `durable` adds the fdatasync and the directory fsync.
-  // Not durable: the advisory CURSOR.read instead, which never replaces CURSOR.
-  // `end`: next_seq when it is written (the items below it were accepted).
-  Status write_cursor(std::uint64_t position, std::uint64_t end, bool durable);
   // [mu] Removes a segment that is read to the end and committed (retiring it first if
   // the writer was appending to it and is idle).
   void release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number);
