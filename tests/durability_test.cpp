@@ -291,22 +291,23 @@ TEST(AlwaysRegression, AFailedPageIsReportedToItsSenderHoweverManyFailAfterIt) {
   ASSERT_TRUE(core.ok()) << core.status().message();
   detail::Core& c = **core;
   ffs->fail_writes(1000, EIO);
-  std::unique_lock lk(c.mu);
+  detail::MutexLock lk(c.mutex());
   for (int i = 0; i < 100; ++i) {
-    const std::size_t mark = c.begin_item();
-    c.page().append("item");
-    ASSERT_EQ(c.end_item(mark), detail::SpillVerdict::accepted) << "item " << i;
+    std::uint64_t seq = 0;
+    c.begin_page_item().append("item");
+    ASSERT_EQ(c.end_page_item(seq), detail::SpillVerdict::accepted) << "item " << i;
+    ASSERT_EQ(seq, static_cast<std::uint64_t>(i));
     ASSERT_EQ(c.seal(), 1u);
-    c.write_sealed(lk);
+    c.write_sealed();
   }
   for (std::uint64_t seq = 0; seq < 100; ++seq) {
     Status why;
-    ASSERT_EQ(c.durability(seq, why), detail::Core::Durability::failed) << "item " << seq << " is waited for forever";
+    ASSERT_EQ(c.durability(seq, why), detail::Durability::failed) << "item " << seq << " is waited for forever";
     EXPECT_EQ(why.code(), Errc::io_error);
   }
   // Each answer is given once: nothing is kept for senders who have been told.
   Status why;
-  EXPECT_EQ(c.durability(0, why), detail::Core::Durability::waiting);
+  EXPECT_EQ(c.durability(0, why), detail::Durability::waiting);
 }
 
 enum class Fault { none, sync, dir_sync, write_enospc, write_eio, short_write };

@@ -1,59 +1,51 @@
-// Core: the type-independent half of a queue — the queue lock, budgets, the open page,
-// sealed pages, segment files and the receiver's read path. Queue<T> adds the deque of
-// Placement<T> on top. Not part of the public API.
+// Core: the type-independent engine of a queue. Queue<T> keeps the deque of Placement<T>
+// and the receiver's batch; everything else — the lock and the wake-ups, the budgets, the
+// open page, sealed pages and the writer, segment files, the receiver's read path, commit,
+// open and shutdown — is here, behind methods. Not part of the public API.
 #pragma once
 
 #include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include <hopper/detail/sync.hpp>
+#include <hopper/detail/verdicts.hpp>
 #include <hopper/options.hpp>
 #include <hopper/stats.hpp>
 #include <hopper/status.hpp>
 
+namespace hopper {
+class FileLock;
+class FileSystem;
+}  // namespace hopper
+
 namespace hopper::detail {
 
-struct DiskState;   // defined in src/core.cpp
-struct SealedPage;  // likewise
+class ReadPath;
+class SpillWriter;
+struct SealedPage;
 
-using Clock = std::chrono::steady_clock;
+// The largest item encoding a page can hold (a page's raw bytes are at most 2 GiB, and
+// the item's frame comes on top; core.cpp checks it against the format). An item larger
+// than this could never be written, not even at a clean shutdown, so send() refuses it
+// (too_large) rather than lose it later.
+inline constexpr std::uint64_t kMaxItemEncoding = (std::uint64_t{1} << 31) - 4;
 
-// How long a call may wait for room or for an item.
-struct Wait {
-  enum Kind { never, forever, until } kind = forever;
-  Clock::time_point deadline{};
-  static Wait none() { return {never, {}}; }
-  static Wait always() { return {forever, {}}; }
-  static Wait for_(std::chrono::milliseconds d) { return {until, Clock::now() + d}; }
-  bool expired(Clock::time_point now) const noexcept { return kind == never || (kind == until && now >= deadline); }
-};
-
-// What happened to an item offered to the open page.
-enum class SpillVerdict {
-  accepted,   // the item is in the open page, numbered next_seq++
-  need_seal,  // the page must be sealed first (it cannot grow past a segment); retry
-  full,       // no room in the disk budget
-  behind,     // too many sealed pages wait for the writer: help it, or wait for it (the
-              // budgets have room: not a reason to fail or drop anything — unless the disk
-              // refuses writes, see disk_refusal())
-  too_large,  // the item can never fit in a segment
-};
-
-// Thread-safety: members marked [mu] are guarded by `mu`; members marked [receiver]
-// are touched only by the one receiving thread (or by the destructor, when no other
-// handle is left). Everything else is immutable after open().
-//
-// Lock order: `mu` is the only lock. No file I/O and no compression happen under it:
-// page writes are done with `mu` released by whoever holds the writer token
-// (DiskState::writing), sealed pages may be compressed beforehand, in parallel, by any
-// thread that claimed one (SealedPage::Stage::compressing), and page reads are done by
-// the receiver on its private state.
+// Capabilities (checked by clang's -Wthread-safety; see sync.hpp):
+//   mutex()     the queue lock. Guards Queue<T>'s deque and every member marked
+//               HOPPER_GUARDED_BY(mu_) here, and the rooms (src/engine/) Core holds.
+//   writer token  taken under the lock (SpillPipeline::writing()); its holder owns the
+//               SpillWriter and appends pages with the lock released, so pages reach
+//               files in sequence order.
+//   receiver()  the receiving thread's role: the read path (the page being read, the
+//               delivery position, held items) is touched only by it, without the lock.
+// Lock order: the queue lock is the only lock. No file I/O and no compression happen under
+// it: whoever does them releases it for the call, and wakes waiters only after unlocking
+// where it can.
 //
 // Disk faults (docs/durability.md, "Disk faults"): a failed page write keeps the page in
 // RAM and schedules a retry after a back-off (or, under SyncPolicy::always, answers its
@@ -61,218 +53,293 @@ enum class SpillVerdict {
 // acknowledge; a failed read is retried, then the page is skipped and counted; a failed
 // unlink keeps the segment counted and is retried. Whoever waits on a condition variable
 // while a retry is scheduled waits no longer than until it is due, and retries then.
+//
+// Thread-safety: what each method needs is in its annotation; "takes the lock" methods
+// may be called from any thread.
 class Core {
  public:
+  // Validates the options, creates the directory, takes its LOCK and recovers it.
   static Result<std::unique_ptr<Core>> open(const Options& options);
   ~Core();
   Core(const Core&) = delete;
   Core& operator=(const Core&) = delete;
 
   const Options& options() const noexcept { return opt_; }
+  Mutex& mutex() const HOPPER_RETURN_CAPABILITY(mu_) { return mu_; }
+  Token& receiver() HOPPER_RETURN_CAPABILITY(receiver_) { return receiver_; }
 
-  std::mutex mu;
-  std::condition_variable receiver_cv;  // the receiver waits here for items or pages
-  std::condition_variable sender_cv;    // senders wait here for room
+  // Item counts of the recovered pages, in order: Queue<T> pushes a Disk marker for each
+  // before any handle exists, so the backlog is delivered first.
+  std::vector<std::uint64_t> recovered_pages() const HOPPER_REQUIRES(mu_);
 
-  // ---- [mu] handles and waiters ----
-  int senders = 0;
-  bool receiver_alive = true;
-  bool receiver_waiting = false;
-  int senders_waiting = 0;
-  int room_waiters = 0;  // of senders_waiting, those waiting for room (not for a sync)
+  // ---- handles (take the lock)
+  void add_sender() HOPPER_EXCLUDES(mu_);
+  void drop_sender() HOPPER_EXCLUDES(mu_);
+  void drop_receiver() HOPPER_EXCLUDES(mu_);
+  bool receiver_gone() const HOPPER_REQUIRES(mu_) { return !receiver_alive_; }
+  bool senders_gone() const HOPPER_REQUIRES(mu_) { return senders_ == 0; }
 
-  // ---- [mu] the placement deque's accounting (the deque lives in Queue<T>) ----
-  std::uint64_t memory_bytes = 0;
-  std::uint64_t memory_items = 0;
-  std::uint64_t markers = 0;  // Disk(n) markers in the deque
-  bool disk_mode = false;     // senders append to the open page (see docs/architecture.md)
-  std::uint64_t next_seq = 0; // sequence number of the next accepted item
-  std::uint64_t items_sent = 0;
-
-  // ---- [mu] spill path ----
-  bool spill_enabled() const noexcept { return opt_.max_disk_bytes > 0; }
-  // SyncPolicy::always: every item goes to disk and its sender waits until it is synced.
+  // ---- where a sent item goes: the memory budget and the sender's mode
+  // (docs/architecture.md, "Sender modes" and "Budgets")
   bool sync_always() const noexcept { return opt_.sync == SyncPolicy::always; }
-  // Memory mode resumes only at or below this many bytes (hysteresis).
-  std::uint64_t low_water() const noexcept { return opt_.max_memory_bytes / 2; }
-  // The open page's bytes: call begin_item(), append an item's encoding, then end_item().
-  std::string& page() noexcept { return page_; }
-  std::size_t begin_item();
-  SpillVerdict end_item(std::size_t mark);
-  bool page_open() const noexcept { return page_items_ > 0; }
-  bool page_full() const noexcept { return page_.size() >= opt_.page_bytes; }
-  // Seals the open page (it joins the sealed pages, in order) and returns its item count;
-  // the caller pushes Disk(count) while still holding `mu`.
-  std::uint64_t seal();
+  bool holds_uncommitted() const noexcept { return opt_.manual_commit; }
+  // Whether the answer of route() depends on the batch items the receiver claimed since
+  // the last settle: then Queue<T> settles first.
+  bool should_settle(std::uint64_t fp) const HOPPER_REQUIRES(mu_) {
+    return !sync_always() && (memory_bytes_ + fp > opt_.max_memory_bytes || (disk_mode_ && markers_ == 0));
+  }
+  bool memory_fits(std::uint64_t fp) const HOPPER_REQUIRES(mu_) {
+    return !sync_always() && memory_bytes_ + fp <= opt_.max_memory_bytes;
+  }
+  // The sender's mode decides, and changes: memory mode while items fit; disk mode once
+  // one does not (and spilling is on), so that no item overtakes an earlier one; back to
+  // memory once the receiver has taken every spilled page and memory is at most half full
+  // (hysteresis). SyncPolicy::always stays in disk mode.
+  Route route(std::uint64_t fp) HOPPER_REQUIRES(mu_) {
+    const bool fits = memory_fits(fp);
+    if (sync_always()) disk_mode_ = true;
+    if (!disk_mode_) {
+      if (fits) return Route::memory;
+      if (opt_.max_disk_bytes > 0) {
+        disk_mode_ = true;
+      } else if (fp > opt_.max_memory_bytes) {
+        return Route::too_large;
+      }
+    }
+    if (disk_mode_) {
+      if (markers_ == 0 && fits && (memory_bytes_ == 0 || memory_bytes_ + fp <= opt_.max_memory_bytes / 2))
+        return Route::leave_disk;
+      return Route::page;
+    }
+    return Route::no_room;
+  }
+  // Memory mode ends: the caller sealed the open page (its items precede the next one).
+  void leave_disk_mode() HOPPER_REQUIRES(mu_) { disk_mode_ = false; }
+  // An item of footprint `fp` joined the deque, numbered next. True when the receiver
+  // waits (the caller wakes it once it has released the lock).
+  bool memory_pushed(std::uint64_t fp) HOPPER_REQUIRES(mu_) {
+    memory_bytes_ += fp;
+    ++memory_items_;
+    ++next_seq_;
+    ++items_sent_;
+    HOPPER_ASSERT(memory_bytes_ <= opt_.max_memory_bytes, "the memory budget was exceeded");
+    return receiver_waiting_;
+  }
+  // Items the receiver claimed from its batch leave the budget (Queue<T>::settle).
+  void memory_settled(std::uint64_t bytes, std::uint64_t items) HOPPER_REQUIRES(mu_) {
+    HOPPER_ASSERT(bytes <= memory_bytes_ && items <= memory_items_, "settled more than memory held");
+    memory_bytes_ -= bytes;
+    memory_items_ -= items;
+  }
+  // The receiver takes a memory item under the lock. With manual_commit it stays charged
+  // until commit() (and its encoding is kept: begin_held).
+  void memory_handed_out(std::uint64_t fp) HOPPER_REQUIRES(mu_) {
+    if (holds_uncommitted()) {
+      uncommitted_footprint_ += fp;
+    } else {
+      HOPPER_ASSERT(fp <= memory_bytes_, "handed out more than memory held");
+      memory_bytes_ -= fp;
+    }
+    --memory_items_;
+  }
+  // FullPolicy::drop_oldest discarded a memory item. `ahead_of_receiver`: it was taken
+  // from the deque's front (the receiver then skips its number).
+  void memory_dropped(std::uint64_t fp, bool ahead_of_receiver) HOPPER_REQUIRES(mu_) {
+    HOPPER_ASSERT(fp <= memory_bytes_ && memory_items_ > 0, "dropped more than memory held");
+    memory_bytes_ -= fp;
+    --memory_items_;
+    ++items_dropped_;
+    if (ahead_of_receiver) ++skipped_in_memory_;
+  }
+  std::uint64_t memory_bytes() const HOPPER_REQUIRES(mu_) { return memory_bytes_; }
+  std::uint64_t next_seq() const HOPPER_REQUIRES(mu_) { return next_seq_; }
+  // The deque holds Disk markers: the receiver must take items one by one (no batch).
+  bool has_markers() const HOPPER_REQUIRES(mu_) { return markers_ != 0; }
+
+  // ---- refusals, with messages naming the option (out of line: strings)
+  Status refuse_encoding(std::uint64_t encoding_bytes) const;
+  Status refuse_footprint(std::uint64_t fp) const;
+  Status refuse_for_segment(std::uint64_t fp) const;
+  Status refuse_full() const HOPPER_REQUIRES(mu_);
+
+  // ---- the open page and the spill path
+  // Appending an item to the open page: encode it into the returned buffer, then
+  // end_page_item (or cancel_page_item if encoding threw). Accepted: numbered `seq`.
+  std::string& begin_page_item() HOPPER_REQUIRES(mu_);
+  void cancel_page_item() HOPPER_REQUIRES(mu_);
+  SpillVerdict end_page_item(std::uint64_t& seq) HOPPER_REQUIRES(mu_);
+  bool page_open() const HOPPER_REQUIRES(mu_);
+  bool page_full() const HOPPER_REQUIRES(mu_);
+  // Seals the open page (it joins the sealed pages, in order); returns its item count
+  // (0: no page was open). The caller pushes Disk(count), then marker_pushed().
+  std::uint64_t seal() HOPPER_REQUIRES(mu_);
+  void marker_pushed() HOPPER_REQUIRES(mu_);
   // Spill work, whatever this thread can do now: append the sealed pages at the front if
   // no one holds the writer token (taking it) and no retry back-off is running, else
   // compress a sealed page nobody has claimed, so that appends find it compressed.
-  // Releases `lk` during compression and I/O; returns with it held. False when there was
-  // nothing this thread could do: wait (wait_for_spill_work), and try again.
-  bool write_sealed(std::unique_lock<std::mutex>& lk);
+  // Releases the lock during compression and I/O; returns with it held. False when there
+  // was nothing this thread could do: wait (wait_sender), and try again.
+  bool write_sealed() HOPPER_REQUIRES(mu_);
   // flush() and shutdown: writes every sealed page now (one attempt each, back-off or
   // not), waiting for other writers as needed. The first write error is returned; the
   // pages it concerns stay in RAM.
-  Status write_all(std::unique_lock<std::mutex>& lk);
-  // Not ok while the disk refuses page writes: the last attempt failed (and its page is
-  // kept in RAM for a retry). Under SyncPolicy::none and interval, sends go on into RAM
-  // pages while there is room for them; then the full policy applies.
-  const Status& disk_refusal() const noexcept { return write_error_; }
-  // Waits on sender_cv until notified, `wait`'s deadline, or the next retry of a failed
-  // disk operation comes due, whichever is first (the waiter then retries it). True when
-  // the wait's own deadline has passed. `for_room`: the waiter wants room (room_waiters).
-  bool wait_sender(std::unique_lock<std::mutex>& lk, const Wait& wait, bool for_room);
-  // SyncPolicy::always: where the item numbered `seq` stands.
-  enum class Durability { waiting, durable, failed };
-  // A `failed` answer is given once per item (its sender's): then it is forgotten.
-  Durability durability(std::uint64_t seq, Status& why);
-  bool writer_busy() const noexcept;
+  Status write_all() HOPPER_REQUIRES(mu_);
+  // Not ok while the disk refuses page writes (its page is kept in RAM for a retry). Under
+  // SyncPolicy::none and interval, sends go on into RAM pages while there is room for
+  // them; then the full policy applies.
+  Status disk_refusal() const HOPPER_REQUIRES(mu_);
+  bool writer_busy() const HOPPER_REQUIRES(mu_);
+  // Sealed pages wait and this thread could write or compress one: a sender about to wait
+  // for room does that instead (room on disk may only be missing because nobody wrote).
+  bool writer_idle_with_work() const HOPPER_REQUIRES(mu_);
+  // SyncPolicy::always: where the item numbered `seq` stands (a `failed` answer is given
+  // once, to its sender, with the reason in `why`).
+  Durability durability(std::uint64_t seq, Status& why) HOPPER_REQUIRES(mu_);
+
+  // ---- room on disk
+  // The active segment is read to the end but was kept for more appends: retire and remove
+  // it now that its room is needed. True when it went.
+  bool reclaim_read_active() HOPPER_REQUIRES(mu_);
+  // Segments whose unlink failed are removed again once their retry is due. True when one
+  // went (room came back). Senders and the receiver call it whenever a removal is pending:
+  // a failed unlink needs no manual call to be retried.
+  bool retry_removals() HOPPER_REQUIRES(mu_);
+  void retry_removals_if_due() HOPPER_REQUIRES(mu_);
   // FullPolicy::drop_oldest with spilling: discards the oldest segment (its unread pages
   // are skipped by the receiver and counted), or, when the disk refuses writes and no
   // segment can go, the oldest sealed page waiting in RAM. False when nothing can be
   // dropped now.
-  bool drop_oldest_on_disk(std::unique_lock<std::mutex>& lk);
-  std::uint64_t items_dropped = 0;   // [mu]
-  std::uint64_t skipped_in_memory = 0;  // [mu] memory items dropped ahead of the receiver
-  // Sealed pages wait and this thread could write or compress one: a sender about to wait
-  // for room does that instead (room on disk may only be missing because nobody wrote).
-  bool writer_idle_with_work() const noexcept;
-  // The active segment is read to the end but was kept for more appends (see
-  // keep_read_active): retire and remove it now that its room is needed. True when it went.
-  bool reclaim_read_active(std::unique_lock<std::mutex>& lk);
-  // Segments whose unlink failed are removed again once their retry is due. True when one
-  // went (room came back). Senders and the receiver call it whenever removal_pending():
-  // a failed unlink needs no manual call to be retried.
-  bool retry_removals(std::unique_lock<std::mutex>& lk);
-  bool removal_pending() const noexcept { return failed_removals_ > 0; }
+  bool drop_oldest_on_disk() HOPPER_REQUIRES(mu_);
 
-  // ---- receiver ----
-  // [mu] The receiver popped a Disk marker: the next page in order is now due.
-  void page_due() noexcept { page_due_ = true; }
-  // [receiver] The next item of the due page, or got = false when it has no more items
-  // (then the receiver goes back to the deque). Takes `mu` only to fetch a page, and waits
-  // (for a page being written, or a read to retry) no longer than `wait` allows: then
-  // empty (Wait::never) or timeout. A failed read is retried a few times, then the page is
+  // ---- waiting and waking
+  // A sender waits on its condition variable until notified, `wait`'s deadline, or the
+  // next retry of a failed disk operation comes due, whichever is first (the waiter then
+  // retries it). True when the wait's own deadline has passed. `for_room`: the waiter
+  // wants room (it keeps a read active segment from being kept for appends).
+  bool wait_sender(const Wait& wait, bool for_room) HOPPER_REQUIRES(mu_);
+  // The receiver waits for an item, or for `wait`'s deadline (true when it passed).
+  bool wait_receiver(const Wait& wait) HOPPER_REQUIRES(mu_);
+  bool receiver_waiting() const HOPPER_REQUIRES(mu_) { return receiver_waiting_; }
+  bool senders_waiting() const HOPPER_REQUIRES(mu_) { return senders_waiting_ > 0; }
+  // Wakes them: after releasing the lock where possible (a waiter woken under it would
+  // only block on it).
+  void notify_receiver() noexcept { receiver_cv_.notify_one(); }
+  void notify_senders() noexcept { sender_cv_.notify_all(); }
+
+  // ---- the receiver
+  // The receiver popped a Disk marker: the next page in order is now due.
+  void marker_taken() HOPPER_REQUIRES(mu_, receiver_);
+  // An item is left in the page being read, or a page is due.
+  bool disk_item_pending() const HOPPER_REQUIRES(receiver_);
+  // The next item of the due page, or got = false when it has no more items (then the
+  // receiver goes back to the deque). Takes the lock only to fetch a page, and waits (for
+  // a page being written, or a read to retry) no longer than `wait` allows: then empty
+  // (Wait::never) or timeout. A failed read is retried a few times, then the page is
   // skipped and counted; damaged pages are skipped and counted. io_error only when a page
   // the receiver must write before reading it (manual_commit, SyncPolicy::always) cannot
-  // be written now.
-  Status next_disk_item(std::string_view& out, bool& got, const Wait& wait);
-  bool disk_item_pending() const noexcept { return page_due_ || read_left_ > 0; }
-  // [receiver] Persists the delivery position; see Receiver::commit.
-  Status commit();
-  // [receiver, mu] manual_commit: a memory item handed out stays charged against the
-  // budget, and is kept encoded (for a clean shutdown) until commit().
-  bool holds_uncommitted() const noexcept { return opt_.manual_commit; }
-  std::uint64_t uncommitted_footprint = 0;  // [mu]
-  // [receiver] The encoding of the memory item just handed out goes after begin_held().
-  std::string& held() noexcept { return held_.back().raw; }
-  void begin_held();
-  void end_held();
-  // [receiver] One more item handed out from memory / one item failed to deserialize.
-  void delivered_memory_item() noexcept;
-  void delivered_disk_item() noexcept;
-  // [receiver, mu] drop_oldest discarded `n` memory items at the front of the deque.
-  void skip_dropped_memory_items(std::uint64_t n) noexcept;
-  void corrupt_item() noexcept;
-  std::uint64_t items_received() const noexcept { return received_.load(std::memory_order_relaxed); }
+  // be written now. `out` stays valid until the next call.
+  Status next_disk_item(std::string_view& out, bool& got, const Wait& wait) HOPPER_REQUIRES(receiver_)
+      HOPPER_EXCLUDES(mu_);
+  // One item handed out: from memory (the delivery position moves), from a page.
+  void delivered_memory_item() HOPPER_REQUIRES(receiver_);
+  void delivered_disk_item() noexcept { count_received(); }
+  // An item of a valid page did not decode as T: skipped, counted.
+  void corrupt_item() noexcept { corrupt_items_.fetch_add(1, std::memory_order_relaxed); }
+  // `n` memory items were dropped ahead of the receiver in its batch: their numbers are
+  // skipped.
+  void skip_delivered(std::uint64_t n) HOPPER_REQUIRES(receiver_);
+  // Memory items drop_oldest took from the deque's front count as delivered, unless a page
+  // is being read (they come after it, and so must the position).
+  void settle_skipped() HOPPER_REQUIRES(mu_, receiver_);
+  // manual_commit: the encoding of the memory item being handed out goes into the returned
+  // buffer, between begin_held() and end_held(), until commit().
+  std::string& begin_held() HOPPER_REQUIRES(receiver_);
+  void end_held() HOPPER_REQUIRES(receiver_);
+  // Persists the delivery position; see Receiver::commit.
+  Status commit() HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
 
-  // ---- open and shutdown ----
-  // Item counts of the recovered pages, in order: Queue<T> pushes a Disk marker for each.
-  std::vector<std::uint64_t> recovered_pages() const;
-  // [receiver] Shutdown, with no other handle left: writes the receiver's unread in-memory
-  // page, then `raw` pages of items that were in memory (first_seq, count, bytes), then the
-  // cursor, and syncs. Called once, after write_all().
-  struct RawPage {
-    std::uint64_t first_seq;
-    std::uint32_t count;
-    std::string raw;
-  };
-  Status persist(std::vector<RawPage> memory_pages);
+  // ---- shutdown, with no other handle left
+  // The memory items, in deque order, each numbered `seq`: encode each into the buffer
+  // returned, between begin_shutdown_item() and end_shutdown_item().
+  std::string& begin_shutdown_item(std::uint64_t seq) HOPPER_REQUIRES(receiver_);
+  void end_shutdown_item() HOPPER_REQUIRES(receiver_);
+  // Writes the receiver's unread in-memory page, the memory items, handed-out items not
+  // yet committed and sealed pages a failed write left, then the cursor, and syncs.
+  // Called once, after write_all().
+  Status persist() HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
 
-  Stats stats();  // takes `mu`
-  std::vector<std::string> damage_report();  // takes `mu`
+  Stats stats() const HOPPER_EXCLUDES(mu_);
+  std::vector<std::string> damage_report() const HOPPER_EXCLUDES(mu_);
 
  private:
+  struct Rooms;  // src/engine/core.cpp
+
   explicit Core(Options options);
-  void finish_page();
-  Status load_page(const Wait& wait);
+  void count_received() noexcept;
 
-  // [mu] Removes a segment that is read to the end and committed (retiring it first if
-  // the writer was appending to it and is idle).
-  void release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number);
-  // [mu] Unlinks a segment, releasing `lk` for the call. Its bytes stay counted until the
-  // file is gone; a failed unlink is retried later (retry_removals).
-  void remove_segment(std::unique_lock<std::mutex>& lk, std::uint64_t number);
-  std::uint64_t commit_position() const noexcept;
-  // [mu] Takes the writer token and appends the sealed pages at the front until one is
-  // being compressed by another thread, then syncs as the policy says. False when an
-  // append failed and the page was kept (disk_refusal() says why).
-  bool append_pending(std::unique_lock<std::mutex>& lk);
-  // [mu, writer token held] The writer stopped appending to `number` (rotation, a failed
-  // sync, an abandoned file): pages written to it since its last good sync are durable
-  // if `sync` is ok, else answered failed (always) and counted (a sync error when
-  // `synced`: the status is an fdatasync's). Never releases the lock; the caller releases
-  // the segment (release_segment) once it may.
-  void segment_closed(std::uint64_t number, const Status& sync, bool synced = true);
-  // [mu] Compresses `page` (claimed: Stage::compressing) with `mu` released.
-  void compress_sealed(std::unique_lock<std::mutex>& lk, SealedPage& page);
-  // [mu, writer token held] Retires and removes the active segment if it is read to the end.
-  void retire_active_if_read(std::unique_lock<std::mutex>& lk);
-  // [mu] Whether a segment read to the end that the writer is still appending to stays
-  // for more appends rather than being retired now (see docs/architecture.md).
-  bool keep_read_active(std::uint64_t bytes) const noexcept;
-  // [mu, writer token free] Takes the token, retires the active segment `number` (read to
-  // the end) and removes it, gives the token back and wakes waiting senders.
-  void retire_idle_active(std::unique_lock<std::mutex>& lk, std::uint64_t number);
-  // [mu, writer token held] The writer stops appending to `number` (if it still was).
-  void retire_segment(std::uint64_t number);
-  // [mu] A segment file is gone (read found it missing): its unread pages are skipped and
-  // counted, its bytes leave the budget, and the writer stops appending to it.
-  void segment_lost(std::unique_lock<std::mutex>& lk, std::uint64_t number, const Status& why);
-  // [mu] The sealed page at the front of `pending` is dropped (drop_oldest while the disk
-  // refuses): counted, and its place in the chain becomes a discarded page.
-  bool drop_oldest_pending();
-  // [mu] When the next retry of a failed write or unlink is due (max() when none is).
-  Clock::time_point next_retry() const noexcept;
-  void add_damage(std::string line);
+  // The conductor's steps (src/engine/): each names the lock windows it opens.
+  bool append_pending() HOPPER_REQUIRES(mu_);
+  void compress_sealed(SealedPage& page) HOPPER_REQUIRES(mu_);
+  void segment_closed(std::uint64_t number, const Status& sync, bool synced) HOPPER_REQUIRES(mu_);
+  void release_after_append(std::optional<std::uint64_t> closed, std::optional<std::uint64_t> replaced)
+      HOPPER_REQUIRES(mu_, writer_token_);
+  void release_segment(std::uint64_t number) HOPPER_REQUIRES(mu_);
+  void remove_segment(std::uint64_t number) HOPPER_REQUIRES(mu_);
+  void retire_segment(std::uint64_t number) HOPPER_REQUIRES(mu_, writer_token_);
+  void retire_active_if_read() HOPPER_REQUIRES(mu_, writer_token_);
+  void retire_idle_active(std::uint64_t number) HOPPER_REQUIRES(mu_);
+  void drop_segment(std::uint64_t number) HOPPER_REQUIRES(mu_);
+  void segment_lost(std::uint64_t number, const Status& why) HOPPER_REQUIRES(mu_);
+  bool take_writer_token() HOPPER_REQUIRES(mu_) HOPPER_TRY_ACQUIRE(true, writer_token_);
+  void give_writer_token() HOPPER_REQUIRES(mu_) HOPPER_RELEASE(writer_token_);
+  Clock::time_point next_retry() const HOPPER_REQUIRES(mu_);
   bool may_read_from_ram() const noexcept;
+  bool wait_for_page(const Wait& wait, Clock::time_point until) HOPPER_REQUIRES(mu_);
+  Status load_page(const Wait& wait) HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
+  void finish_page() HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
+  void add_damage(std::string line) HOPPER_REQUIRES(mu_);
 
-  Options opt_;
-  std::unique_ptr<DiskState> d_;  // [mu] unless noted there
+  const Options opt_;
+  std::shared_ptr<FileSystem> fs_;
+  std::unique_ptr<FileLock> lock_;
 
-  // [mu] the open page: length-prefixed item encodings
-  std::string page_;
-  std::uint32_t page_items_ = 0;
-  std::uint64_t page_first_seq_ = 0;
-  // [mu] The last page write failed (ok once one succeeds, or no page it kept is left):
-  // the page is kept in RAM and retried when write_retry_at_ comes.
-  Status write_error_;
-  Clock::time_point write_retry_at_{};
-  std::uint32_t write_failures_ = 0;  // in a row, for the back-off
-  std::uint32_t failed_removals_ = 0;  // segments whose unlink failed, waiting for a retry
-  std::uint64_t durable_seq_ = 0;  // SyncPolicy::always: items numbered below it are synced
-                                   // (or answered failed: DiskState::failed is asked first)
-  std::uint64_t commit_seq_ = 0;   // items numbered below it are committed
+  mutable Mutex mu_;
+  CondVar receiver_cv_;  // the receiver waits here for items or pages
+  CondVar sender_cv_;    // senders wait here for room, a sealed-page slot or a group commit;
+                         // flush and shutdown for the writer
+  Token writer_token_;   // see above; SpillPipeline::writing() says whether it is taken
+  Token receiver_;
 
-  // [receiver] the page being read
-  bool page_due_ = false;       // a Disk marker was popped; its page is not loaded yet
-  std::string read_raw_;
-  std::size_t read_pos_ = 0;
-  std::uint32_t read_left_ = 0;
-  std::uint32_t read_index_ = 0;  // items of the page consumed, skipped ones included
-  std::uint64_t read_first_seq_ = 0;
-  std::uint32_t read_count_ = 0;
-  bool read_from_file_ = false;
-  std::uint64_t read_segment_ = 0;
-  std::uint32_t read_attempts_ = 0;   // failed reads of the due page so far
-  Clock::time_point read_retry_at_{};  // when the due page may be read again
-  Status read_error_;                  // why its last read failed
-  std::vector<RawPage> held_;      // manual_commit: memory items handed out, not committed
-  std::size_t held_mark_ = 0;
-  std::uint64_t deliver_seq_ = 0;  // high-water mark: every item numbered below it was handed out (or lost to damage)
-  // Written only by the receiver; read by stats() for reporting. No ordering is derived
-  // from it, so relaxed accesses suffice.
+  // Handles and waiters. Notifications are skipped when the matching waiter count is
+  // zero, so the uncontended path makes no futex calls.
+  int senders_ HOPPER_GUARDED_BY(mu_) = 0;
+  bool receiver_alive_ HOPPER_GUARDED_BY(mu_) = true;
+  bool receiver_waiting_ HOPPER_GUARDED_BY(mu_) = false;
+  int senders_waiting_ HOPPER_GUARDED_BY(mu_) = 0;
+  int room_waiters_ HOPPER_GUARDED_BY(mu_) = 0;  // of senders_waiting_, those waiting for room
+
+  // The deque's accounting (the deque lives in Queue<T>) and the sender's mode.
+  std::uint64_t memory_bytes_ HOPPER_GUARDED_BY(mu_) = 0;
+  std::uint64_t memory_items_ HOPPER_GUARDED_BY(mu_) = 0;
+  std::uint64_t uncommitted_footprint_ HOPPER_GUARDED_BY(mu_) = 0;  // manual_commit: handed out
+  std::uint64_t markers_ HOPPER_GUARDED_BY(mu_) = 0;   // Disk(n) markers in the deque
+  bool disk_mode_ HOPPER_GUARDED_BY(mu_) = false;      // senders append to the open page
+  std::uint64_t next_seq_ HOPPER_GUARDED_BY(mu_) = 0;  // the number of the next accepted item
+  std::uint64_t items_sent_ HOPPER_GUARDED_BY(mu_) = 0;
+  std::uint64_t items_dropped_ HOPPER_GUARDED_BY(mu_) = 0;
+  std::uint64_t skipped_in_memory_ HOPPER_GUARDED_BY(mu_) = 0;  // dropped ahead of the receiver
+
+  std::unique_ptr<Rooms> rooms_ HOPPER_PT_GUARDED_BY(mu_);                  // the rooms under the lock
+  std::unique_ptr<SpillWriter> writer_ HOPPER_PT_GUARDED_BY(writer_token_);  // the token holder's
+  std::unique_ptr<ReadPath> read_ HOPPER_PT_GUARDED_BY(receiver_);          // the receiver's
+
+  // Counts for stats(), read from any thread for reporting only: relaxed ordering
+  // suffices because no decision is derived from them. received_: items handed out
+  // (written by the receiver alone). disk_out_: items that left the disk side (handed out,
+  // skipped as damaged, dropped). corrupt_items_: items that failed validation.
   std::atomic<std::uint64_t> received_{0};
+  std::atomic<std::uint64_t> disk_out_{0};
+  std::atomic<std::uint64_t> corrupt_items_{0};
 };
 
 }  // namespace hopper::detail

@@ -1,15 +1,14 @@
-// Queue<T>: the deque of Placement<T> — Memory(item) or Disk(n) — on top of Core.
-// Not part of the public API; Sender<T> and Receiver<T> are its handles.
+// Queue<T>: the deque of Placement<T> — Memory(item) or Disk(n) — and the receiver's batch,
+// on top of Core. Not part of the public API; Sender<T> and Receiver<T> are its handles.
 #pragma once
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -51,11 +50,6 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// The largest item encoding a page can hold (a page's raw bytes are at most 2 GiB; the
-// item's length prefix comes on top). An item larger than this could never be written,
-// not even at a clean shutdown, so send() refuses it (too_large) rather than lose it later.
-inline constexpr std::uint64_t kMaxItemEncoding = (std::uint64_t{1} << 31) - 4;
-
 // The size of an item's encoding, where it could exceed kMaxItemEncoding: numbers never
 // can; strings are measured in O(1); anything else is walked once by a counting archive.
 template <class T>
@@ -69,9 +63,10 @@ std::uint64_t encoding_size_bound(const T& item) {
   }
 }
 
-// Thread-safe: any number of senders and one receiver. All state is guarded by
-// core_->mu (see Core for the lock rules) except the receiver's batch (below); the
-// destructor runs when the last handle is gone and writes what is still in memory to disk.
+// Thread-safe: any number of senders and one receiver. The deque is guarded by the queue
+// lock (Core::mutex(), see Core for the lock rules), the receiving calls hold the
+// receiver's role (Core::receiver()); the destructor runs when the last handle is gone and
+// writes what is still in memory to disk.
 //
 // The receiver's batch: when the deque holds only memory items, the receiver swaps the
 // whole deque out under the lock (O(1)) and hands its items out without the lock, claiming
@@ -86,9 +81,10 @@ class Queue {
  public:
   explicit Queue(std::unique_ptr<Core> core) : core_(std::move(core)) {
     // The recovered backlog comes first, before anything sent after this open.
+    MutexLock lk(core_->mutex());
     for (std::uint64_t n : core_->recovered_pages()) {
       deque_.push_back(Disk{n});
-      ++core_->markers;
+      core_->marker_pushed();
     }
   }
   Queue(const Queue&) = delete;
@@ -107,107 +103,83 @@ class Queue {
   // drop_oldest (discard the oldest data, then retry).
   Status send(T& item, Wait wait, FullPolicy policy) {
     Core& c = *core_;
-    const Options& o = c.options();
     if (const std::uint64_t bytes = encoding_size_bound(item); bytes > kMaxItemEncoding)
-      return Status(Errc::too_large, "item encodes to " + std::to_string(bytes) +
-                                         " bytes; a page holds at most one item of " +
-                                         std::to_string(kMaxItemEncoding) + " bytes");
+      return c.refuse_encoding(bytes);
     const std::uint64_t fp = footprint(item);
     bool timed_out = false;
     bool needs_memory = false;  // too large for a segment, small enough for the memory budget
-    std::unique_lock lk(c.mu);
+    MutexLock lk(c.mutex());
     for (;;) {
-      if (!c.receiver_alive) return Status(Errc::closed, "the receiver is gone");
-      if (c.removal_pending()) c.retry_removals(lk);  // a failed unlink, when its retry is due
+      if (c.receiver_gone()) return Status(Errc::closed, "the receiver is gone");
+      c.retry_removals_if_due();  // a failed unlink, when its retry is due
       // Items the receiver claimed from its batch still count until settled: settle when
       // the answer depends on it (no room, or disk mode may end).
-      if (!c.sync_always() && (c.memory_bytes + fp > o.max_memory_bytes || (c.disk_mode && c.markers == 0)))
-        settle();
-      // With SyncPolicy::always an item is acknowledged only from disk: memory is not used.
-      const bool fits_memory = !c.sync_always() && c.memory_bytes + fp <= o.max_memory_bytes;
-      if (c.sync_always()) c.disk_mode = true;
-      if (!c.disk_mode) {
-        if (fits_memory) return push_memory(lk, item, fp);
-        if (c.spill_enabled()) {
-          c.disk_mode = true;
-        } else if (fp > o.max_memory_bytes) {
-          return Status(Errc::too_large, "item footprint of " + std::to_string(fp) +
-                                             " bytes exceeds Options::max_memory_bytes (" +
-                                             std::to_string(o.max_memory_bytes) + ") and spilling is off");
-        }
-      }
-      if (c.disk_mode) {
-        // Back to memory once the receiver has taken every spilled page and memory is at
-        // most half full (hysteresis: no flapping between modes on every item).
-        if (c.markers == 0 && fits_memory && (c.memory_bytes == 0 || c.memory_bytes + fp <= c.low_water()))
+      if (c.should_settle(fp)) settle();
+      switch (c.route(fp)) {
+        case Route::memory:
+          return push_memory(lk, item, fp);
+        case Route::leave_disk:
           return leave_disk_mode(lk, item, fp);
-        const std::size_t mark = c.begin_item();
-        try {
-          encode(item, c.page());
-        } catch (...) {
-          c.page().resize(mark);
-          throw;
-        }
-        switch (c.end_item(mark)) {
-          case SpillVerdict::accepted: {
-            // Its own number, taken now: the lock is released below, and other senders'
-            // items are numbered meanwhile.
-            const std::uint64_t seq = c.next_seq - 1;
-            ++c.items_sent;
-            if (c.receiver_waiting) c.receiver_cv.notify_one();
-            if (c.page_full()) {
-              seal_and_push();
-              c.write_sealed(lk);
-            }
-            if (c.sync_always()) return await_durable(lk, seq);
-            return Status();
+        case Route::too_large:
+          return c.refuse_footprint(fp);
+        case Route::no_room:
+          break;
+        case Route::page: {
+          std::uint64_t seq = 0;
+          std::string& page = c.begin_page_item();
+          try {
+            encode(item, page);
+          } catch (...) {
+            c.cancel_page_item();
+            throw;
           }
-          case SpillVerdict::need_seal:
-            seal_and_push();
-            c.write_sealed(lk);
-            continue;
-          case SpillVerdict::too_large:
-            if (c.sync_always() || fp > o.max_memory_bytes)
-              return Status(Errc::too_large, "item encodes to more than fits in one segment (Options::segment_bytes = " +
-                                                 std::to_string(o.segment_bytes) + ") and its footprint of " +
-                                                 std::to_string(fp) + " bytes " +
-                                                 (c.sync_always() ? std::string("may not wait in memory (SyncPolicy::always)")
-                                                                  : "exceeds Options::max_memory_bytes (" +
-                                                                        std::to_string(o.max_memory_bytes) + ")"));
-            // Only memory can hold it: it waits for room there, behind the open page.
-            if (fits_memory) return leave_disk_mode(lk, item, fp);
-            needs_memory = true;
-            break;
-          case SpillVerdict::behind:
-            // Sealed pages wait for the writer. Not a full queue: whatever the policy,
-            // help write them, or wait for those who are (they notify sender_cv) — unless
-            // the disk refuses them: then the RAM they may take is used up, and the full
-            // policy applies.
-            if (fits_memory) return leave_disk_mode(lk, item, fp);
-            if (c.write_sealed(lk)) continue;
-            if (!c.disk_refusal().ok()) break;
-            if (c.wait_sender(lk, wait.kind == Wait::never ? Wait::always() : wait, false))
-              return Status(Errc::timeout, "the spill writer did not catch up before the deadline");
-            continue;
-          case SpillVerdict::full:
-            if (fits_memory) return leave_disk_mode(lk, item, fp);
-            if (c.writer_idle_with_work()) {
-              c.write_sealed(lk);
+          switch (c.end_page_item(seq)) {
+            case SpillVerdict::accepted:
+              if (c.page_full()) {
+                seal_and_push();
+                c.write_sealed();
+              }
+              if (c.sync_always()) return await_durable(seq);
+              return Status();
+            case SpillVerdict::need_seal:
+              seal_and_push();
+              c.write_sealed();
               continue;
-            }
-            if (c.reclaim_read_active(lk)) continue;  // a read segment kept for appends
-            if (c.retry_removals(lk)) continue;       // delivered segments a failed unlink left
-            break;
+            case SpillVerdict::too_large:
+              if (c.sync_always() || fp > c.options().max_memory_bytes) return c.refuse_for_segment(fp);
+              // Only memory can hold it: it waits for room there, behind the open page.
+              if (c.memory_fits(fp)) return leave_disk_mode(lk, item, fp);
+              needs_memory = true;
+              break;
+            case SpillVerdict::behind:
+              // Sealed pages wait for the writer. Not a full queue: whatever the policy,
+              // help write them, or wait for those who are (they notify the senders) —
+              // unless the disk refuses them: then the RAM they may take is used up, and
+              // the full policy applies.
+              if (c.memory_fits(fp)) return leave_disk_mode(lk, item, fp);
+              if (c.write_sealed()) continue;
+              if (!c.disk_refusal().ok()) break;
+              if (c.wait_sender(wait.kind == Wait::never ? Wait::always() : wait, false))
+                return Status(Errc::timeout, "the spill writer did not catch up before the deadline");
+              continue;
+            case SpillVerdict::full:
+              if (c.memory_fits(fp)) return leave_disk_mode(lk, item, fp);
+              if (c.writer_idle_with_work()) {
+                c.write_sealed();
+                continue;
+              }
+              if (c.reclaim_read_active()) continue;  // a read segment kept for appends
+              if (c.retry_removals()) continue;       // delivered segments a failed unlink left
+              break;
+          }
+          break;
         }
       }
       // No room in memory or on disk. drop_oldest cannot make room in memory for an item
       // that only memory can take (it drops segments when spilling): that item waits.
-      if (policy == FullPolicy::drop_oldest && !needs_memory && drop_oldest(lk, fp)) continue;
+      if (policy == FullPolicy::drop_oldest && !needs_memory && drop_oldest(fp)) continue;
       if (wait.kind == Wait::never || (wait.kind == Wait::forever && policy == FullPolicy::fail))
-        return Status(Errc::full, c.disk_refusal().ok()
-                                      ? std::string("memory and disk budgets are full")
-                                      : "memory is full and the disk refuses writes (" + c.disk_refusal().message() +
-                                            "); pages waiting for a retry fill the RAM allowed them");
+        return c.refuse_full();
       if (timed_out) return Status(Errc::timeout, "no room before the deadline");
       // About to wait for room: ask the receiver to settle and wake us after its next
       // claim, then count what it claimed meanwhile. Both sides use sequentially
@@ -216,11 +188,59 @@ class Queue {
       if (settle()) continue;
       // Waits no longer than until a failed write or unlink is due for a retry: then this
       // sender retries it (the loop comes back through write_sealed and retry_removals).
-      timed_out = c.wait_sender(lk, wait, true);
+      timed_out = c.wait_sender(wait, true);
     }
   }
 
   Status recv(T& out, Wait wait) {
+    TokenScope role(core_->receiver());
+    return recv_one(out, wait);
+  }
+
+  // Appends up to `max` items to `out`, in order: takes what is there without waiting —
+  // consecutive memory items under one lock acquisition, disk items from the page being
+  // read without any — and only when that is nothing waits for the first as recv does.
+  Status recv_many(std::vector<T>& out, std::size_t max, Wait wait) {
+    if (max == 0) return Status();
+    TokenScope role(core_->receiver());
+    const std::size_t start = out.size();
+    take_ready(out, start + max);
+    if (out.size() > start) return Status();
+    out.emplace_back();
+    if (Status s = recv_one(out.back(), wait); !s.ok()) {
+      out.pop_back();
+      return s;
+    }
+    take_ready(out, start + max);
+    return Status();
+  }
+
+  Status commit() {
+    TokenScope role(core_->receiver());
+    return core_->commit();
+  }
+
+  Status flush() {
+    MutexLock lk(core_->mutex());
+    seal_and_push();
+    return core_->write_all();
+  }
+
+  void add_sender() { core_->add_sender(); }
+  void drop_sender() { core_->drop_sender(); }
+  void drop_receiver() { core_->drop_receiver(); }
+
+  Stats stats() {
+    {
+      MutexLock lk(core_->mutex());
+      settle();
+    }
+    return core_->stats();
+  }
+  std::vector<std::string> damage_report() const { return core_->damage_report(); }
+
+ private:
+  Status recv_one(T& out, Wait wait) HOPPER_REQUIRES(core_->receiver()) {
     Core& c = *core_;
     bool timed_out = false;
     bool waited = false;
@@ -240,14 +260,11 @@ class Queue {
       }
       pace();
       retired_.clear();  // the batch used up before, outside the lock
-      std::unique_lock lk(c.mu);
-      if (c.removal_pending()) c.retry_removals(lk);  // a failed unlink, when its retry is due
+      MutexLock lk(c.mutex());
+      c.retry_removals_if_due();  // a failed unlink, when its retry is due
       retire_batch();
-      if (c.skipped_in_memory > 0) {
-        c.skip_dropped_memory_items(c.skipped_in_memory);
-        c.skipped_in_memory = 0;
-      }
-      if (start_batch()) {  // unlocks: the batch is taken without the lock
+      c.settle_skipped();
+      if (start_batch()) {  // the batch is taken without the lock
         busy_ = !waited;
         continue;
       }
@@ -255,15 +272,14 @@ class Queue {
         if (auto* m = std::get_if<Memory<T>>(&deque_.front())) {
           take_memory_item(*m, out);
           deque_.pop_front();
-          const bool wake = !c.holds_uncommitted() && c.senders_waiting > 0;
+          const bool wake = !c.holds_uncommitted() && c.senders_waiting();
           lk.unlock();
-          if (wake) c.sender_cv.notify_all();
+          if (wake) c.notify_senders();
           c.delivered_memory_item();
           return Status();
         }
         deque_.pop_front();
-        --c.markers;
-        c.page_due();
+        c.marker_taken();
         continue;
       }
       // Nothing queued. Items in the open page are taken now rather than stranded.
@@ -271,75 +287,19 @@ class Queue {
         seal_and_push();
         continue;
       }
-      if (c.senders == 0) return Status(Errc::closed, "every sender is gone and all items were received");
+      if (c.senders_gone()) return Status(Errc::closed, "every sender is gone and all items were received");
       if (wait.kind == Wait::never) return Status(Errc::empty, "");
       if (timed_out) return Status(Errc::timeout, "nothing arrived before the deadline");
-      c.receiver_waiting = true;
-      if (wait.kind == Wait::forever) {
-        c.receiver_cv.wait(lk);
-      } else {
-        timed_out = c.receiver_cv.wait_until(lk, wait.deadline) == std::cv_status::timeout;
-      }
-      c.receiver_waiting = false;
+      timed_out = c.wait_receiver(wait);
       waited = true;
     }
   }
 
-  // Appends up to `max` items to `out`, in order: takes what is there without waiting —
-  // consecutive memory items under one lock acquisition, disk items from the page being
-  // read without any — and only when that is nothing waits for the first as recv does.
-  Status recv_many(std::vector<T>& out, std::size_t max, Wait wait) {
-    if (max == 0) return Status();
-    const std::size_t start = out.size();
-    take_ready(out, start + max);
-    if (out.size() > start) return Status();
-    out.emplace_back();
-    if (Status s = recv(out.back(), wait); !s.ok()) {
-      out.pop_back();
-      return s;
-    }
-    take_ready(out, start + max);
-    return Status();
-  }
-
-  Status commit() { return core_->commit(); }
-
-  Status flush() {
-    std::unique_lock lk(core_->mu);
-    seal_and_push();
-    return core_->write_all(lk);
-  }
-
-  void add_sender() {
-    std::lock_guard lk(core_->mu);
-    ++core_->senders;
-  }
-  void drop_sender() {
-    std::lock_guard lk(core_->mu);
-    if (--core_->senders == 0 && core_->receiver_waiting) core_->receiver_cv.notify_one();
-  }
-  void drop_receiver() {
-    std::lock_guard lk(core_->mu);
-    core_->receiver_alive = false;
-    core_->sender_cv.notify_all();
-  }
-
-  Stats stats() {
-    {
-      std::lock_guard lk(core_->mu);
-      settle();
-    }
-    return core_->stats();
-  }
-  std::vector<std::string> damage_report() const { return core_->damage_report(); }
-
- private:
-  // [receiver] Appends the items that are ready, in order, until `out` holds `limit`:
-  // memory items from the batch (or, with markers in the deque, under one lock
-  // acquisition per run), disk items from the page being read. Stops at an empty deque,
-  // once the batch it swapped in is used up, or at a read error (the error comes back
-  // from the next recv).
-  void take_ready(std::vector<T>& out, std::size_t limit) {
+  // Appends the items that are ready, in order, until `out` holds `limit`: memory items
+  // from the batch (or, with markers in the deque, under one lock acquisition per run),
+  // disk items from the page being read. Stops at an empty deque, once the batch it
+  // swapped in is used up, or at a read error (the error comes back from the next recv).
+  void take_ready(std::vector<T>& out, std::size_t limit) HOPPER_REQUIRES(core_->receiver()) {
     Core& c = *core_;
     bool swapped = false;
     while (out.size() < limit) {
@@ -363,13 +323,10 @@ class Queue {
       }
       pace();
       retired_.clear();
-      std::unique_lock lk(c.mu);
+      MutexLock lk(c.mutex());
       retire_batch();
-      if (c.skipped_in_memory > 0) {
-        c.skip_dropped_memory_items(c.skipped_in_memory);
-        c.skipped_in_memory = 0;
-      }
-      if (start_batch()) {  // unlocks
+      c.settle_skipped();
+      if (start_batch()) {  // the batch is taken without the lock
         busy_ = true;
         swapped = true;
         continue;
@@ -379,8 +336,7 @@ class Queue {
         auto* m = std::get_if<Memory<T>>(&deque_.front());
         if (m == nullptr) {
           deque_.pop_front();
-          --c.markers;
-          c.page_due();
+          c.marker_taken();
           took = true;
           break;
         }
@@ -391,33 +347,32 @@ class Queue {
       }
       // Emptied under this acquisition: done (as above).
       const bool emptied = deque_.empty();
-      const bool wake = took && !c.holds_uncommitted() && c.senders_waiting > 0;
+      const bool wake = took && !c.holds_uncommitted() && c.senders_waiting();
       lk.unlock();
-      if (wake) c.sender_cv.notify_all();
+      if (wake) c.notify_senders();
       if (!took || (emptied && !c.disk_item_pending())) break;
     }
   }
 
   // ---- the receiver's batch ----
 
-  // [receiver, mu] Swaps the deque out as the receiver's batch, when it holds only memory
-  // items and handed-out items need not be kept (manual_commit keeps the one-by-one
-  // path). The caller then releases the lock and claims from the batch.
-  bool start_batch() {
-    Core& c = *core_;
-    if (deque_.empty() || c.markers != 0 || c.holds_uncommitted()) return false;
+  // Swaps the deque out as the receiver's batch, when it holds only memory items and
+  // handed-out items need not be kept (manual_commit keeps the one-by-one path). The
+  // caller then releases the lock and claims from the batch.
+  bool start_batch() HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
+    if (deque_.empty() || core_->has_markers() || core_->holds_uncommitted()) return false;
     batch_.swap(deque_);  // deque_ gets the empty container retire_batch() left in batch_
     batch_size_ = batch_.size();
     return true;
   }
 
-  // [receiver, mu] The batch is used up (every item claimed by the receiver or dropped):
-  // settles it and moves it to retired_, to be cleared without the lock.
-  void retire_batch() {
+  // The batch is used up (every item claimed by the receiver or dropped): settles it and
+  // moves it to retired_, to be cleared without the lock.
+  void retire_batch() HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
     if (batch_size_ == 0) return;
     // A sender waiting for room was woken by the claim that made it (after_claim); this
     // covers any other order of events.
-    if (settle() && core_->senders_waiting > 0) core_->sender_cv.notify_all();
+    if (settle() && core_->senders_waiting()) core_->notify_senders();
     retired_.swap(batch_);
     batch_size_ = 0;
     settled_ = 0;
@@ -425,164 +380,166 @@ class Queue {
     claim_.store(0, std::memory_order_relaxed);
   }
 
-  // [receiver] The batch just used up was small: the receiver keeps up with its senders.
-  // Let items gather for a moment before taking the lock again — coming back for one or
-  // two items at a time takes the lock's cache line from a sender for every item. A
-  // quarter of the pause after a batch the receiver had to sleep for (`busy_` false): its
-  // senders are slower, and a long pause would mostly burn CPU (docs/performance.md, "CPU
-  // when the sender is slow").
-  void pace() {
-    if (batch_size_ == 0 || batch_size_ >= kSmallBatch) return;
+  // The batch just used up was small: the receiver keeps up with its senders. Let items
+  // gather for a moment before taking the lock again — coming back for one or two items
+  // at a time takes the lock's cache line from a sender for every item. A quarter of the
+  // pause after a batch the receiver had to sleep for (`busy_` false): its senders are
+  // slower, and a long pause would mostly burn CPU (docs/performance.md, "CPU when the
+  // sender is slow").
+  void pace() HOPPER_REQUIRES(core_->receiver()) {
+    const std::uint64_t size = batch_size_unlocked();
+    if (size == 0 || size >= kSmallBatch) return;
     const int spins = busy_ ? kPaceSpins : kPaceSpins / 4;
     for (int i = 0; i < spins; ++i) cpu_relax();
   }
 
-  // [mu] Counts the batch items claimed since the last call as gone from memory. True
-  // when there were any. O(1): Memory::total is a running sum of footprints.
-  bool settle() {
+  // Counts the batch items claimed since the last call as gone from memory. True when
+  // there were any. O(1): Memory::total is a running sum of footprints.
+  bool settle() HOPPER_REQUIRES(core_->mutex()) {
     if (settled_ >= batch_size_) return false;
     const std::uint64_t claimed = std::min<std::uint64_t>(claim_.load(std::memory_order_seq_cst), batch_size_);
     if (claimed <= settled_) return false;
     const Memory<T>& first = batch_item(settled_);
     const Memory<T>& last = batch_item(claimed - 1);
-    core_->memory_bytes -= last.total - first.total + first.footprint;
-    core_->memory_items -= claimed - settled_;
+    core_->memory_settled(last.total - first.total + first.footprint, claimed - settled_);
     settled_ = claimed;
     return true;
   }
 
   // The batch holds only Memory placements (start_batch). Only `item` of a claimed
   // element is ever written, by its claimant; footprint and total are read by anyone.
-  Memory<T>& batch_item(std::uint64_t i) { return *std::get_if<Memory<T>>(&batch_[i]); }
+  Memory<T>& batch_item(std::uint64_t i) HOPPER_REQUIRES(core_->mutex()) {
+    return *std::get_if<Memory<T>>(&batch_[i]);
+  }
 
-  // [receiver] Claims up to `want` items of the batch: [first, first + n). Items the
-  // senders dropped before the receiver claimed them are skipped (and their sequence
-  // numbers with them). n = 0 when the batch is used up.
-  std::uint64_t claim(std::uint64_t want, std::uint64_t& first) {
-    if (next_claim_ >= batch_size_) return 0;
-    want = std::min(want, batch_size_ - next_claim_);
+  // The receiver's reads of the batch without the lock. Safe: the batch's structure
+  // (swap, clear) and batch_size_ change only under the lock and only by the receiver
+  // itself, so the receiver sees its own writes; senders holding the lock only read them,
+  // and write an item only after claiming it (claim_), which the receiver then skips.
+  std::uint64_t batch_size_unlocked() const HOPPER_NO_THREAD_SAFETY_ANALYSIS { return batch_size_; }
+  Memory<T>& claimed_item(std::uint64_t i) HOPPER_NO_THREAD_SAFETY_ANALYSIS {
+    return *std::get_if<Memory<T>>(&batch_[i]);
+  }
+
+  // Claims up to `want` items of the batch: [first, first + n). Items the senders dropped
+  // before the receiver claimed them are skipped (and their sequence numbers with them).
+  // n = 0 when the batch is used up.
+  std::uint64_t claim(std::uint64_t want, std::uint64_t& first) HOPPER_REQUIRES(core_->receiver()) {
+    const std::uint64_t size = batch_size_unlocked();
+    if (next_claim_ >= size) return 0;
+    want = std::min(want, size - next_claim_);
     first = claim_.fetch_add(want, std::memory_order_seq_cst);
-    const std::uint64_t from = std::min(first, batch_size_);
-    if (from > next_claim_) core_->skip_dropped_memory_items(from - next_claim_);
-    next_claim_ = std::min(first + want, batch_size_);
+    const std::uint64_t from = std::min(first, size);
+    if (from > next_claim_) core_->skip_delivered(from - next_claim_);
+    next_claim_ = std::min(first + want, size);
     return next_claim_ > from ? next_claim_ - from : 0;
   }
 
-  // [receiver] After a claim: a sender waits for room, so settle and wake it.
+  // After a claim: a sender waits for room, so settle and wake it.
   void after_claim() {
     if (!room_wanted_.load(std::memory_order_seq_cst)) return;
     Core& c = *core_;
     bool wake = false;
     {
-      std::lock_guard lk(c.mu);
+      MutexLock lk(c.mutex());
       settle();
       room_wanted_.store(false, std::memory_order_relaxed);
-      wake = c.senders_waiting > 0;
+      wake = c.senders_waiting();
     }
-    if (wake) c.sender_cv.notify_all();
+    if (wake) c.notify_senders();
   }
 
-  // [receiver] The next item of the batch; false when it is used up.
-  bool take_batched(T& out) {
+  // The next item of the batch; false when it is used up.
+  bool take_batched(T& out) HOPPER_REQUIRES(core_->receiver()) {
     std::uint64_t first = 0;
     if (claim(1, first) == 0) return false;
-    out = std::move(batch_item(first).item);
+    out = std::move(claimed_item(first).item);
     core_->delivered_memory_item();
     after_claim();
     return true;
   }
 
-  // [receiver] Appends items of the batch to `out` until it holds `limit`; false when the
-  // batch is used up.
-  bool take_batched(std::vector<T>& out, std::size_t limit) {
+  // Appends items of the batch to `out` until it holds `limit`; false when the batch is
+  // used up.
+  bool take_batched(std::vector<T>& out, std::size_t limit) HOPPER_REQUIRES(core_->receiver()) {
     std::uint64_t first = 0;
     const std::uint64_t n = claim(limit - out.size(), first);
     if (n == 0) return false;
     for (std::uint64_t i = first; i < first + n; ++i) {
-      out.push_back(std::move(batch_item(i).item));
+      out.push_back(std::move(claimed_item(i).item));
       core_->delivered_memory_item();
     }
     after_claim();
     return true;
   }
 
-  // [mu] Hands out the front memory item. With manual_commit it stays charged against the
+  // Hands out the front memory item. With manual_commit it stays charged against the
   // budget until commit(), and a copy of its encoding is kept so that a clean shutdown can
   // give it back.
-  void take_memory_item(Memory<T>& m, T& out) {
+  void take_memory_item(Memory<T>& m, T& out) HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
     Core& c = *core_;
     if (c.holds_uncommitted()) {
-      c.uncommitted_footprint += m.footprint;
-      c.begin_held();
-      encode(m.item, c.held());
+      std::string& held = c.begin_held();
+      encode(m.item, held);
       c.end_held();
-    } else {
-      c.memory_bytes -= m.footprint;
     }
-    --c.memory_items;
+    c.memory_handed_out(m.footprint);
     out = std::move(m.item);
   }
 
   // Releases `lk`, then wakes a waiting receiver: woken under the lock it would only block
   // on the mutex the sender still holds.
-  Status push_memory(std::unique_lock<std::mutex>& lk, T& item, std::uint64_t fp) {
-    Core& c = *core_;
+  Status push_memory(MutexLock& lk, T& item, std::uint64_t fp) HOPPER_REQUIRES(core_->mutex()) {
     pushed_bytes_ += fp;
     deque_.emplace_back(std::in_place_type<Memory<T>>, std::move(item), fp, pushed_bytes_);  // in place: no variant move
-    c.memory_bytes += fp;
-    ++c.memory_items;
-    ++c.next_seq;
-    ++c.items_sent;
-    const bool wake = c.receiver_waiting;
+    const bool wake = core_->memory_pushed(fp);
     lk.unlock();
-    if (wake) c.receiver_cv.notify_one();
+    if (wake) core_->notify_receiver();
     return Status();
   }
 
-  Status leave_disk_mode(std::unique_lock<std::mutex>& lk, T& item, std::uint64_t fp) {
+  Status leave_disk_mode(MutexLock& lk, T& item, std::uint64_t fp) HOPPER_REQUIRES(core_->mutex()) {
     seal_and_push();  // the open page's items precede this one
-    core_->disk_mode = false;
+    core_->leave_disk_mode();
     return push_memory(lk, item, fp);
   }
 
   // SyncPolicy::always: waits until the item numbered `seq` is synced, leading a group
   // commit itself whenever no one else is writing.
-  Status await_durable(std::unique_lock<std::mutex>& lk, std::uint64_t seq) {
+  Status await_durable(std::uint64_t seq) HOPPER_REQUIRES(core_->mutex()) {
     Core& c = *core_;
     for (;;) {
       Status why;
       switch (c.durability(seq, why)) {
-        case Core::Durability::durable: return Status();
-        case Core::Durability::failed: return why;
-        case Core::Durability::waiting: break;
+        case Durability::durable: return Status();
+        case Durability::failed: return why;
+        case Durability::waiting: break;
       }
       // With the writer idle, seal the open page (it holds our item) and write it. With it
       // busy, leave the page open for the next round to take with everyone's items (group
       // commit), and help compress what is sealed meanwhile.
       if (!c.writer_busy()) seal_and_push();
-      if (c.write_sealed(lk)) continue;
-      (void)c.wait_sender(lk, Wait::always(), false);
+      if (c.write_sealed()) continue;
+      (void)c.wait_sender(Wait::always(), false);
     }
   }
 
   // FullPolicy::drop_oldest: makes room for an item of footprint `fp` by discarding the
   // oldest segment, or (not spilling) the oldest memory items at the front. False when
   // nothing could be dropped now.
-  bool drop_oldest(std::unique_lock<std::mutex>& lk, std::uint64_t fp) {
+  bool drop_oldest(std::uint64_t fp) HOPPER_REQUIRES(core_->mutex()) {
     Core& c = *core_;
-    if (c.spill_enabled()) return c.drop_oldest_on_disk(lk);
+    if (c.options().max_disk_bytes > 0) return c.drop_oldest_on_disk();
     bool dropped = false;  // or room made otherwise: the caller tries again
     for (;;) {
       dropped |= settle();
-      if (c.memory_bytes + fp <= c.options().max_memory_bytes) break;
+      if (c.memory_bytes() + fp <= c.options().max_memory_bytes) break;
       if (settled_ < batch_size_) {
         // The oldest items are in the receiver's batch: claim the next before it does.
         std::uint64_t k = settled_;
         if (!claim_.compare_exchange_strong(k, k + 1, std::memory_order_seq_cst)) continue;  // it did: settle, retry
         Memory<T>& m = batch_item(k);
-        c.memory_bytes -= m.footprint;
-        --c.memory_items;
-        ++c.items_dropped;
+        c.memory_dropped(m.footprint, false);
         settled_ = k + 1;
         [[maybe_unused]] T gone = std::move(m.item);  // freed now; the receiver clears the slot
         dropped = true;
@@ -591,100 +548,88 @@ class Queue {
       if (deque_.empty()) break;
       auto* m = std::get_if<Memory<T>>(&deque_.front());
       if (m == nullptr) break;  // a recovered page is next: it is not ours to drop here
-      c.memory_bytes -= m->footprint;
-      --c.memory_items;
+      c.memory_dropped(m->footprint, true);
       deque_.pop_front();
-      ++c.items_dropped;
-      ++c.skipped_in_memory;
       dropped = true;
     }
     return dropped;
   }
 
-  void seal_and_push() {
+  void seal_and_push() HOPPER_REQUIRES(core_->mutex()) {
     if (const std::uint64_t n = core_->seal(); n > 0) {
       deque_.push_back(Disk{n});
-      ++core_->markers;
-      if (core_->receiver_waiting) core_->receiver_cv.notify_one();
+      core_->marker_pushed();
     }
   }
 
   // No handle is left: write every item still in memory to disk, so a reopen returns it.
   void shutdown() {
     Core& c = *core_;
-    std::unique_lock lk(c.mu);
+    TokenScope role(c.receiver());
+    MutexLock lk(c.mutex());
     // Memory items drop_oldest discarded ahead of the receiver count as delivered (they
     // are counted dropped), so the cursor does not report them missing at the next open.
     // Not while a page is being read: they come after it, and the cursor must not.
-    if (c.skipped_in_memory > 0 && !c.disk_item_pending()) {
-      c.skip_dropped_memory_items(c.skipped_in_memory);
-      c.skipped_in_memory = 0;
-    }
+    c.settle_skipped();
     // Items of the receiver's batch it never claimed go back to the front of the deque.
     settle();
     if (batch_size_ > 0) {
       const std::uint64_t from = std::min<std::uint64_t>(claim_.load(std::memory_order_seq_cst), batch_size_);
-      if (from > next_claim_) c.skip_dropped_memory_items(from - next_claim_);
+      if (from > next_claim_) c.skip_delivered(from - next_claim_);
       for (std::uint64_t i = batch_size_; i-- > from;) deque_.push_front(std::move(batch_[i]));
       batch_.clear();
       batch_size_ = 0;
     }
     seal_and_push();
-    (void)c.write_all(lk);  // on failure the pages stay sealed; persist() tries them again
+    (void)c.write_all();  // on failure the pages stay sealed; persist() tries them again
     // Items in the deque hold consecutive sequence numbers ending at next_seq - 1, so the
     // memory items (all after any recovered marker) are numbered by walking backwards.
     std::vector<std::uint64_t> seqs(deque_.size());
-    std::uint64_t seq = c.next_seq;
+    std::uint64_t seq = c.next_seq();
     for (std::size_t i = deque_.size(); i-- > 0;) {
       if (auto* d = std::get_if<Disk>(&deque_[i])) {
+        HOPPER_ASSERT(seq >= d->count, "the deque holds more items than were ever numbered");
         seq -= d->count;
       } else {
+        HOPPER_ASSERT(seq > 0, "the deque holds more items than were ever numbered");
         seqs[i] = --seq;
       }
     }
-    std::vector<Core::RawPage> pages;
-    Core::RawPage* open = nullptr;
     for (std::size_t i = 0; i < deque_.size(); ++i) {
-      auto* m = std::get_if<Memory<T>>(&deque_[i]);
-      if (m == nullptr) {
-        open = nullptr;
-        continue;
+      if (auto* m = std::get_if<Memory<T>>(&deque_[i])) {
+        std::string& raw = c.begin_shutdown_item(seqs[i]);
+        encode(m->item, raw);
+        c.end_shutdown_item();
       }
-      if (open == nullptr || open->raw.size() >= c.options().page_bytes) {
-        pages.push_back(Core::RawPage{seqs[i], 0, {}});
-        open = &pages.back();
-      }
-      const std::size_t mark = open->raw.size();
-      open->raw.append(4, '\0');
-      encode(m->item, open->raw);
-      const std::uint64_t len = open->raw.size() - mark - 4;
-      for (int b = 0; b < 4; ++b) open->raw[mark + b] = static_cast<char>(len >> (8 * b));
-      ++open->count;
     }
     lk.unlock();
-    (void)c.persist(std::move(pages));
+    (void)c.persist();
   }
 
-  std::unique_ptr<Core> core_;
-  std::deque<Placement<T>> deque_;  // [core_->mu]
-  std::uint64_t pushed_bytes_ = 0;  // [core_->mu] footprints ever pushed (Memory::total)
   // pace(): a batch smaller than this means the receiver keeps up; it then spins this
   // many CPU pauses (about 1 to 10 us, by CPU) before it takes the lock again.
   static constexpr std::uint64_t kSmallBatch = 128;
   static constexpr int kPaceSpins = 256;
-  std::uint64_t settled_ = 0;       // [core_->mu] batch items counted as gone: [0, settled_)
+
+  std::unique_ptr<Core> core_;
+  std::deque<Placement<T>> deque_ HOPPER_GUARDED_BY(core_->mutex());
+  std::uint64_t pushed_bytes_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // footprints ever pushed (Memory::total)
+  std::uint64_t settled_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // batch items counted as gone: [0, settled_)
 
   // The receiver's batch, on cache lines of its own: the receiver claims from it for
-  // every item while senders write the deque.
-  // [receiver; its structure changes only under core_->mu, so that senders holding the
-  // lock may read footprints and claim items to drop]
-  alignas(64) std::deque<Placement<T>> batch_;
-  std::uint64_t batch_size_ = 0;     // [receiver writes it under core_->mu]
-  std::uint64_t next_claim_ = 0;     // [receiver] the batch index it expects to claim next
-  bool busy_ = false;                // [receiver] the batch was there without waiting (pace)
-  std::atomic<std::uint64_t> claim_{0};    // batch items [0, claim_) are claimed
-  std::atomic<bool> room_wanted_{false};   // a sender waits for room: settle after a claim
-  std::deque<Placement<T>> retired_;       // [receiver] a used-up batch, cleared unlocked
+  // every item while senders write the deque. Its structure (and batch_size_) changes
+  // only under the lock, by the receiver, so that senders holding the lock may read
+  // footprints and claim items to drop; the receiver reads it without the lock
+  // (batch_size_unlocked, claimed_item).
+  alignas(64) std::deque<Placement<T>> batch_ HOPPER_GUARDED_BY(core_->mutex());
+  std::uint64_t batch_size_ HOPPER_GUARDED_BY(core_->mutex()) = 0;
+  std::uint64_t next_claim_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // the batch index it expects to claim next
+  bool busy_ HOPPER_GUARDED_BY(core_->receiver()) = false;  // the batch was there without waiting (pace)
+  // claim_: batch items [0, claim_) are claimed. room_wanted_: a sender waits for room,
+  // settle after a claim. Sequentially consistent: see the class comment.
+  std::atomic<std::uint64_t> claim_{0};
+  std::atomic<bool> room_wanted_{false};
+  std::deque<Placement<T>> retired_ HOPPER_GUARDED_BY(core_->receiver());  // a used-up batch, cleared unlocked
 };
 
 }  // namespace hopper::detail

@@ -1,0 +1,69 @@
+// RawPage and OpenPage: items framed into pages, and the page senders are filling.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include <hopper/detail/verdicts.hpp>
+#include <hopper/options.hpp>
+
+namespace hopper::detail {
+
+// A run of consecutively numbered items, framed back to back as a page's payload holds
+// them (docs/format.md: u32 length, then the bytes): the open page, the items the receiver
+// holds until commit, the pages a shutdown writes. The only writer of item framing.
+// Thread-compatible.
+struct RawPage {
+  std::uint64_t first_seq = 0;
+  std::uint32_t count = 0;
+  std::string raw;
+
+  RawPage() = default;
+  RawPage(std::uint64_t first, std::uint32_t n, std::string bytes)
+      : first_seq(first), count(n), raw(std::move(bytes)) {}
+
+  // Appending one item: begin_item() reserves its frame and returns the buffer its
+  // encoding is appended to; end_item() closes the frame, cancel_item() takes it back.
+  std::string& begin_item();
+  void end_item();
+  void cancel_item() { raw.resize(mark_); }
+  // Bytes of the item being appended (without its frame).
+  std::uint64_t item_bytes() const noexcept;
+  std::uint64_t end_seq() const noexcept { return first_seq + count; }
+
+ private:
+  std::size_t mark_ = 0;  // where the item being appended starts (its frame)
+};
+
+// The page spilling senders encode their items into, and the disk budget's rule for
+// taking one more: an item is accepted only if its page, at its worst compressed size
+// (SpillWriter::bound), still fits a segment and, with everything on disk and sealed, the
+// disk budget. Sealing hands its bytes on, in order. Thread-compatible: Core holds it under
+// the queue lock.
+class OpenPage {
+ public:
+  explicit OpenPage(const Options& options);
+
+  // The caller appends the item's encoding to the returned buffer, then calls end_item
+  // (or cancel_item, if encoding threw).
+  std::string& begin_item() { return page_.begin_item(); }
+  void cancel_item() { page_.cancel_item(); }
+  // The item just encoded, numbered `seq`, is kept (accepted) or taken back. `sealed_full`:
+  // the sealed pages waiting for the writer are at their limit; `disk_in_use`: bytes of
+  // segment files plus the worst-case size of every sealed page.
+  SpillVerdict end_item(std::uint64_t seq, bool sealed_full, std::uint64_t disk_in_use);
+
+  bool open() const noexcept { return page_.count > 0; }
+  bool full() const noexcept { return page_.raw.size() >= page_bytes_; }
+  // The page's items, in order; the open page starts empty again. Precondition: open().
+  RawPage seal();
+
+ private:
+  std::uint32_t page_bytes_;
+  std::uint64_t segment_bytes_;
+  std::uint64_t max_disk_bytes_;
+  RawPage page_;
+};
+
+}  // namespace hopper::detail

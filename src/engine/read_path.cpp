@@ -1,0 +1,109 @@
+#include "engine/read_path.hpp"
+
+#include <algorithm>
+
+namespace hopper::detail {
+
+namespace {
+// The pauses between reads of one page: a transient fault (a busy device, a retried I/O)
+// gets another chance, a dead file costs the receiver about 11 ms before it moves on.
+constexpr std::chrono::milliseconds kReadPauses[ReadPath::kReadAttempts - 1] = {std::chrono::milliseconds(1),
+                                                                                std::chrono::milliseconds(10)};
+}  // namespace
+
+ReadPath::ReadPath(std::shared_ptr<FileSystem> fs, std::filesystem::path dir, const Options& o,
+                   std::uint64_t position)
+    : page_bytes_(o.page_bytes), deliver_seq_(position), reader_(std::move(fs), std::move(dir)) {}
+
+bool ReadPath::next_item(std::string_view& out, bool& finished) {
+  if (left_ == 0) return false;
+  std::optional<std::string_view> item = items_->next();
+  HOPPER_ASSERT(item.has_value(), "a validated page ran out of items before its count");
+  out = *item;
+  --left_;
+  // Sequence continuity: delivery only moves forward.
+  HOPPER_ASSERT(first_seq_ + index_ + 1 >= deliver_seq_, "the delivery position moved back");
+  deliver_seq_ = first_seq_ + index_ + 1;
+  ++index_;
+  finished = left_ == 0;
+  return true;
+}
+
+bool ReadPath::read_failed(const Status& why, Clock::time_point now) {
+  error_ = why;
+  if (++attempts_ < kReadAttempts) {
+    retry_at_ = now + kReadPauses[attempts_ - 1];
+    return true;
+  }
+  attempts_ = 0;  // unreadable: skipped and counted, never returned; the receiver moves on
+  return false;
+}
+
+void ReadPath::skip(const UnreadPage& page, bool from_file) {
+  HOPPER_ASSERT(due_ && left_ == 0, "a page skipped while another was being read");
+  due_ = false;
+  left_ = 0;
+  attempts_ = 0;
+  from_file_ = from_file;
+  segment_ = page.ref.segment;
+  deliver_seq_ = std::max(deliver_seq_, page.ref.first_seq + page.ref.count);
+}
+
+void ReadPath::start(const UnreadPage& page) {
+  HOPPER_ASSERT(due_ && left_ == 0, "a page started while another was being read");
+  attempts_ = 0;
+  due_ = false;
+  from_file_ = true;
+  segment_ = page.ref.segment;
+  first_seq_ = page.ref.first_seq;
+  index_ = 0;
+  items_.emplace(raw_);
+  for (std::uint32_t i = 0; i < page.skip; ++i) {
+    (void)items_->next();
+    ++index_;
+  }
+  left_ = page.ref.count - page.skip;
+  deliver_seq_ = std::max(deliver_seq_, page.ref.first_seq + page.skip);
+}
+
+void ReadPath::start(RawPage page) {
+  HOPPER_ASSERT(due_ && left_ == 0, "a page started while another was being read");
+  due_ = false;
+  raw_ = std::move(page.raw);
+  from_file_ = false;
+  first_seq_ = page.first_seq;
+  index_ = 0;
+  items_.emplace(raw_);
+  left_ = page.count;
+  deliver_seq_ = std::max(deliver_seq_, page.first_seq);
+}
+
+std::optional<std::uint64_t> ReadPath::finish() {
+  if (!from_file_) return std::nullopt;  // read from RAM: nothing on disk to release
+  from_file_ = false;
+  return segment_;
+}
+
+std::string& ReadPath::begin_held() {
+  // deliver_seq_ is the number of the item about to be handed out.
+  if (held_.empty() || held_.back().end_seq() != deliver_seq_ || held_.back().raw.size() >= page_bytes_)
+    held_.emplace_back(deliver_seq_, 0, std::string());
+  return held_.back().begin_item();
+}
+
+void ReadPath::end_held() { held_.back().end_item(); }
+
+std::string& ReadPath::begin_shutdown_item(std::uint64_t seq) {
+  // A new page after a Disk marker (its items take the numbers between) or once one holds
+  // page_bytes: pages as the open page would have made them.
+  if (shutdown_.empty() || shutdown_.back().end_seq() != seq || shutdown_.back().raw.size() >= page_bytes_)
+    shutdown_.emplace_back(seq, 0, std::string());
+  return shutdown_.back().begin_item();
+}
+
+std::optional<RawPage> ReadPath::unread_ram_items() const {
+  if (from_file_ || left_ == 0) return std::nullopt;
+  return RawPage(first_seq_ + index_, left_, raw_.substr(items_->offset()));
+}
+
+}  // namespace hopper::detail
