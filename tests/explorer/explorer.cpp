@@ -117,7 +117,7 @@ class Runner {
     o_.file_system = sim_;
     // Concurrent workloads: the simulator pauses before some calls (by the seed), so that
     // each seed interleaves the threads differently.
-    if (w.threaded) sim_->perturb(0.05);
+    if (w.threaded) sim_->perturb(0.2);
     if (trace)
       sim_->set_trace([this](SimOp op, const fs::path& p, std::uint64_t n, bool failed) {
         std::fprintf(stderr, "    [epoch %d] %s #%llu %s%s\n", epoch_, std::string(test::to_string(op)).c_str(),
@@ -531,6 +531,7 @@ RunResult Runner::go() {
       run_steps();
     }
   }
+  if (s_.cut_at_end && !dead()) sim_->power_cut_now();
   cut_ = dead();
   result.fault_fired = sim_->faults_injected() > 0 || cut_ ||
                        (s_.kind == FaultKind::vanish && s_.k <= w_.steps.size());
@@ -573,9 +574,12 @@ std::string Schedule::describe() const {
   os << to_string(kind);
   if (kind != FaultKind::none) os << " at " << (kind == FaultKind::vanish ? "step " : "op ") << k;
   if (times > 1) os << " x" << times;
+  if (cut_at_end) os << ", then power cut";
   os << " seed " << seed;
   return os.str();
 }
+
+std::string Schedule::label() const { return std::string(to_string(kind)) + (cut_at_end ? ", then power cut" : ""); }
 
 std::string Workload::describe() const {
   std::ostringstream os;
@@ -623,13 +627,18 @@ void Summary::add(const Summary& o) {
 namespace {
 
 void tally(Summary& sum, const Workload& w, const Schedule& s, const RunResult& r) {
-  Tally& t = sum.by_kind[s.kind];
+  Tally& t = sum.by_kind[s.label()];
   ++t.schedules;
   t.fired += r.fault_fired ? 1 : 0;
   if (!r.violations.empty()) {
     ++t.violations;
     if (sum.failures.size() < 50) sum.failures.push_back(w.name + " | " + s.describe() + " | " + r.violations.front());
   }
+}
+
+bool durability_fault(FaultKind k) {
+  return k == FaultKind::append_enospc || k == FaultKind::append_eio || k == FaultKind::append_short ||
+         k == FaultKind::short_then_truncate_eio || k == FaultKind::sync_eio || k == FaultKind::dir_sync_eio;
 }
 
 struct KindOp {
@@ -665,6 +674,10 @@ Summary explore_exhaustive(const Workload& w, std::uint64_t stride,
     for (std::uint64_t times : {1, 3}) {
       for (std::uint64_t k = 1; k <= n; k += stride) one(Schedule{ko.kind, k, times, k});
     }
+    // A failed write or sync whose consequence only a power loss shows: once more each,
+    // with the power cut when the steps are done.
+    if (durability_fault(ko.kind))
+      for (std::uint64_t k = 1; k <= n; k += stride) one(Schedule{ko.kind, k, 1, k, true});
   }
   for (std::uint64_t k = 1; k <= baseline.mutating_ops; k += stride) {
     one(Schedule{FaultKind::power_cut, k, 1, k});
@@ -693,6 +706,7 @@ Summary explore_random(const Workload& w, std::uint64_t runs, std::uint64_t seed
       s.kind = ko.kind;
       s.k = 1 + rng() % (n + n / 4 + 1);
       s.times = rng() % 4 == 0 ? 3 : 1;
+      s.cut_at_end = durability_fault(s.kind) && rng() % 2 == 0;
     } else {
       s.kind = pick == static_cast<int>(std::size(kCounted)) ? FaultKind::power_cut : FaultKind::power_cut_torn;
       s.k = 1 + rng() % std::max<std::uint64_t>(baseline.mutating_ops, 1);
@@ -705,12 +719,12 @@ Summary explore_random(const Workload& w, std::uint64_t runs, std::uint64_t seed
 }
 
 void print_summary(std::ostream& os, const Summary& s) {
-  os << std::left << std::setw(20) << "fault" << std::right << std::setw(11) << "schedules" << std::setw(9)
+  os << std::left << std::setw(32) << "fault" << std::right << std::setw(11) << "schedules" << std::setw(9)
      << "fired" << std::setw(12) << "violations" << "\n";
-  for (const auto& [kind, t] : s.by_kind)
-    os << std::left << std::setw(20) << to_string(kind) << std::right << std::setw(11) << t.schedules
+  for (const auto& [label, t] : s.by_kind)
+    os << std::left << std::setw(32) << label << std::right << std::setw(11) << t.schedules
        << std::setw(9) << t.fired << std::setw(12) << t.violations << "\n";
-  os << std::left << std::setw(20) << "total" << std::right << std::setw(11) << s.schedules() << std::setw(9) << ""
+  os << std::left << std::setw(32) << "total" << std::right << std::setw(11) << s.schedules() << std::setw(9) << ""
      << std::setw(12) << s.violations() << "\n";
   for (const auto& f : s.failures) os << "  violation: " << f << "\n";
 }

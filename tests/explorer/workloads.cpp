@@ -84,6 +84,16 @@ std::vector<Workload> concurrent_workloads() {
     all.push_back(w);
   }
   {
+    // One item per page: every send is a page write and a group commit to join, so senders
+    // race for the writer and for each other's syncs.
+    Workload w{"always, 4 producers, a page per item", base(), 4, true};
+    w.options.sync = SyncPolicy::always;
+    w.options.page_bytes = 1;
+    w.options.segment_bytes = 1 << 10;
+    w.items_per_producer = 30;
+    all.push_back(w);
+  }
+  {
     Workload w{"spill, block, 4 producers", base(), 4, true};
     w.options.when_full = FullPolicy::block;
     w.options.max_disk_bytes = 64 << 10;
