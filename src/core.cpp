@@ -75,6 +75,10 @@ struct SegmentState {
   // retried at retry_at. Either way its bytes stay counted until the file is gone.
   enum class Removal : std::uint8_t { none, removing, failed } removal = Removal::none;
   Clock::time_point retry_at{};
+  // Left in place unread at open (it could not be read): counted, never delivered, never
+  // removed by this handle; a later open tries it again.
+  bool held = false;
+  bool releasable() const noexcept { return removal == Removal::none && !held; }
 };
 
 struct FailedRange {
@@ -229,6 +233,12 @@ Result<std::unique_ptr<Core>> Core::open(const Options& options) {
     seg.removal = SegmentState::Removal::failed;
     ++core->failed_removals_;
     seg.retry_at = Clock::now();
+    d.disk_bytes += s.bytes;
+  }
+  for (const auto& s : rec->held) {
+    SegmentState& seg = d.segments[s.number];
+    seg.bytes = s.bytes;
+    seg.held = true;
     d.disk_bytes += s.bytes;
   }
   for (const auto& p : rec->pages) {
@@ -732,8 +742,7 @@ bool Core::drop_oldest_on_disk(std::unique_lock<std::mutex>& lk) {
   // One drop at a time: a second sender finding the disk full while a drop is under way
   // waits for it (remove_segment wakes it) rather than discarding another segment too.
   if (d.dropping) return false;
-  auto live = std::find_if(d.segments.begin(), d.segments.end(),
-                           [](const auto& e) { return e.second.removal == SegmentState::Removal::none; });
+  auto live = std::find_if(d.segments.begin(), d.segments.end(), [](const auto& e) { return e.second.releasable(); });
   if (live == d.segments.end()) {
     // No segment to drop, and what waits is in RAM because the disk refuses it.
     return !write_error_.ok() && drop_oldest_pending();
@@ -768,7 +777,7 @@ bool Core::drop_oldest_on_disk(std::unique_lock<std::mutex>& lk) {
   return true;
 }
 
-void Core::segment_lost(std::unique_lock<std::mutex>&, std::uint64_t number, const Status& why) {
+void Core::segment_lost(std::unique_lock<std::mutex>& lk, std::uint64_t number, const Status& why) {
   DiskState& d = *d_;
   auto it = d.segments.find(number);
   if (it == d.segments.end() || it->second.removal != SegmentState::Removal::none) return;
@@ -793,10 +802,11 @@ void Core::segment_lost(std::unique_lock<std::mutex>&, std::uint64_t number, con
       d.retire_requested = number;  // the writer leaves it before its next page
     }
   }
-  if (d.read_file.is(number)) d.read_file = OpenSegment();
-  d.disk_bytes -= it->second.bytes;
-  d.segments.erase(it);
-  if (senders_waiting > 0) sender_cv.notify_all();
+  it->second.unread = 0;
+  // Unlinked as any segment done with: "not found" then takes it out of the budget, and
+  // should the file be there after all (a transient fault said otherwise), it goes now
+  // rather than stay uncounted.
+  if (!it->second.active) remove_segment(lk, number);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -998,7 +1008,7 @@ void Core::finish_page() {
   DiskState& d = *d_;
   std::unique_lock lk(mu);
   auto it = d.segments.find(read_segment_);
-  if (it == d.segments.end() || it->second.removal != SegmentState::Removal::none) return;
+  if (it == d.segments.end() || !it->second.releasable()) return;
   if (it->second.unread > 0 && --it->second.unread > 0) return;
   if (it->second.max_end > commit_position()) return;  // commit() releases it
   release_segment(lk, read_segment_);
@@ -1019,7 +1029,7 @@ void Core::release_segment(std::unique_lock<std::mutex>& lk, std::uint64_t numbe
   auto it = d.segments.find(number);
   // Checked here, not by the caller: a caller releasing several segments drops the lock
   // for each unlink, and meanwhile the writer may append to one of the others.
-  if (it == d.segments.end() || it->second.removal != SegmentState::Removal::none || it->second.unread > 0 ||
+  if (it == d.segments.end() || !it->second.releasable() || it->second.unread > 0 ||
       it->second.max_end > commit_position())
     return;
   if (!it->second.active) {
@@ -1104,8 +1114,7 @@ Status Core::commit() {
   // Segments read to the end and now wholly committed can go.
   std::vector<std::uint64_t> done;
   for (const auto& [number, seg] : d_->segments)
-    if (seg.removal == SegmentState::Removal::none && seg.unread == 0 && seg.max_end <= commit_seq_)
-      done.push_back(number);
+    if (seg.releasable() && seg.unread == 0 && seg.max_end <= commit_seq_) done.push_back(number);
   for (std::uint64_t number : done) release_segment(lk, number);
   (void)retry_removals(lk);
   return Status();
