@@ -53,8 +53,11 @@ class Sender {
 
   // Sends under Options::when_full: block waits for room, fail returns Errc::full,
   // drop_oldest discards the oldest data to make room. Under SyncPolicy::always it returns
-  // ok only once the item is fdatasync'ed.
-  // On a non-ok Status `item` is untouched. Thread-safe.
+  // ok only once the item is fdatasync'ed, and io_error when the page holding it could not
+  // be written or synced (the item may still be delivered if its page reached the file).
+  // too_large only for an item that can be stored nowhere. While the disk refuses writes
+  // (none, interval), items go on into RAM pages while there is room, then the policy
+  // applies as for a full queue. On a non-ok Status `item` is untouched. Thread-safe.
   Status send(T&& item) { return q_ ? q_->send(item, detail::Wait::always(), policy_) : closed(); }
   Status send(const T& item) {
     T copy(item);
@@ -74,7 +77,9 @@ class Sender {
               : closed();
   }
   // Everything sent so far is readable, and every spilled item is written to its segment
-  // file (handed to the OS; not fsync'ed). Returns the spill path's I/O error, if any.
+  // file (handed to the OS; not fsync'ed). Each page waiting for the disk is tried once now,
+  // whatever the retry back-off says; the first write error is returned (the pages stay in
+  // RAM, retried later). Thread-safe.
   Status flush() { return q_ ? q_->flush() : closed(); }
   // This handle stops producing. Idempotent. Once every handle is closed, the receiver
   // drains what is left and then gets Errc::closed.
@@ -117,14 +122,18 @@ class Receiver {
   ~Receiver() { close(); }
 
   // Waits for the next item in order. Errc::closed once every sender is gone and all is
-  // read; io_error if a page cannot be read (retry later: nothing is skipped).
+  // read. A page the disk refuses to read is read again (twice, 1 and 10 ms apart), then
+  // skipped and counted (Stats::items_unreadable); io_error only when a page must first be
+  // written (manual_commit, SyncPolicy::always) and the disk refuses it now — call again.
   Status recv(T& out) { return q_ ? q_->recv(out, detail::Wait::always()) : closed(); }
-  // Waits at most `timeout`: Errc::timeout.
+  // Waits at most `timeout`: Errc::timeout (or the io_error of a read that waits for its
+  // retry, if the deadline comes first).
   Status recv_for(T& out, std::chrono::milliseconds timeout) {
     return q_ ? q_->recv(out, detail::Wait::for_(timeout)) : closed();
   }
-  // Never waits for an item: Errc::empty. It may read (or, under SyncPolicy::always or
-  // manual_commit, write) a page.
+  // Never waits for an item, nor for another thread's page write: Errc::empty. It may read
+  // (or, under SyncPolicy::always or manual_commit, write) a page itself; io_error while a
+  // failed read or write of the next page waits for its retry.
   Status try_recv(T& out) { return q_ ? q_->recv(out, detail::Wait::none()) : closed(); }
   // Bulk receive: appends up to `max` items to `out`, in order. Waits for the first as recv
   // does, then takes what is already there without waiting (many memory items per lock

@@ -151,7 +151,9 @@ void Core::segment_lost(std::uint64_t number, const Status& why) {
       rooms_->pipeline.request_retire(number);  // the writer leaves it before its next page
     }
   }
-  if (senders_waiting_ > 0) sender_cv_.notify_all();
+  // Unlinked as any segment done with (SegmentSet::lose says why). One the writer is
+  // appending to right now stays counted: the writer leaves it before its next page.
+  if (!rooms_->segments.is_active(number)) remove_segment(number);
 }
 
 }  // namespace hopper::detail

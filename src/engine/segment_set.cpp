@@ -30,6 +30,14 @@ void SegmentSet::add_undeleted(std::uint64_t number, std::uint64_t bytes, Clock:
   disk_bytes_ += bytes;
 }
 
+void SegmentSet::add_held(std::uint64_t number, std::uint64_t bytes) {
+  Segment& s = segments_[number];
+  HOPPER_ASSERT(s.bytes == 0 && s.removal == Removing::none, "a held segment added twice");
+  s.bytes = bytes;
+  s.held = true;
+  disk_bytes_ += bytes;
+}
+
 void SegmentSet::note_end(std::uint64_t number, std::uint64_t end) {
   Segment& s = segments_[number];
   s.max_end = std::max(s.max_end, end);
@@ -71,7 +79,7 @@ SegmentSet::Release SegmentSet::release(std::uint64_t number) const {
   auto it = segments_.find(number);
   // Checked here, not by the caller: a caller releasing several segments drops the lock
   // for each unlink, and meanwhile the writer may append to one of the others.
-  if (it == segments_.end() || it->second.removal != Removing::none || it->second.unread > 0 ||
+  if (it == segments_.end() || !it->second.releasable() || it->second.unread > 0 ||
       it->second.max_end > commit_position())
     return Release::not_yet;
   return it->second.active ? Release::retire : Release::remove;
@@ -90,7 +98,7 @@ bool SegmentSet::keep_for_appends(std::uint64_t number, int room_waiters) const 
 
 bool SegmentSet::page_read(std::uint64_t number) {
   auto it = segments_.find(number);
-  if (it == segments_.end() || it->second.removal != Removing::none) return false;
+  if (it == segments_.end() || !it->second.releasable()) return false;
   if (it->second.unread > 0 && --it->second.unread > 0) return false;
   return it->second.max_end <= commit_position();  // else commit() releases it
 }
@@ -100,7 +108,7 @@ void SegmentSet::commit(std::uint64_t position) { commit_seq_ = std::max(commit_
 std::vector<std::uint64_t> SegmentSet::releasable() const {
   std::vector<std::uint64_t> done;
   for (const auto& [number, seg] : segments_)
-    if (seg.removal == Removing::none && seg.unread == 0 && seg.max_end <= commit_seq_) done.push_back(number);
+    if (seg.releasable() && seg.unread == 0 && seg.max_end <= commit_seq_) done.push_back(number);
   return done;
 }
 
@@ -162,7 +170,7 @@ Clock::time_point SegmentSet::next_retry() const {
 
 std::optional<std::uint64_t> SegmentSet::oldest_live() const {
   for (const auto& [number, seg] : segments_)
-    if (seg.removal == Removing::none) return number;
+    if (seg.releasable()) return number;
   return std::nullopt;
 }
 
@@ -170,9 +178,7 @@ bool SegmentSet::lose(std::uint64_t number, bool& was_active) {
   auto it = segments_.find(number);
   if (it == segments_.end() || it->second.removal != Removing::none) return false;
   was_active = it->second.active;
-  if (read_file_.is(number)) read_file_ = OpenSegment();
-  disk_bytes_ -= it->second.bytes;
-  segments_.erase(it);
+  it->second.unread = 0;
   return true;
 }
 

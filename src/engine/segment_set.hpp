@@ -34,6 +34,9 @@ class SegmentSet {
   void add(std::uint64_t number, std::uint64_t bytes, std::uint64_t pages);
   // Delivered, but its unlink failed at open: counted, and retried from `now` on.
   void add_undeleted(std::uint64_t number, std::uint64_t bytes, Clock::time_point now);
+  // Left in place unread at open (it could not be read, or not wholly scanned): counted,
+  // never delivered, never removed by this handle; a later open tries it again.
+  void add_held(std::uint64_t number, std::uint64_t bytes);
   // A recovered page of `number` holds items up to `end` (exclusive).
   void note_end(std::uint64_t number, std::uint64_t end);
 
@@ -48,7 +51,7 @@ class SegmentSet {
 
   // ---- when a segment may go
   enum class Release {
-    not_yet,  // absent, being removed, pages unread, or items not committed
+    not_yet,  // absent, held, being removed, pages unread, or items not committed
     remove,   // closed, read to the end and committed
     retire,   // the same, but the writer may still append to it: retire it first
   };
@@ -70,7 +73,7 @@ class SegmentSet {
   // Items numbered below it may leave the disk: committed ones (manual_commit), else all
   // (reading is committing).
   std::uint64_t commit_position() const noexcept;
-  // Segments read to the end and committed, not being removed.
+  // Segments read to the end and committed, neither held nor being removed.
   std::vector<std::uint64_t> releasable() const;
 
   // ---- removal (the unlink runs between these two, without the queue lock)
@@ -93,11 +96,13 @@ class SegmentSet {
   Clock::time_point next_retry() const;
 
   // ---- drop_oldest and lost files
-  // The oldest segment not being removed.
+  // The oldest segment neither held nor being removed.
   std::optional<std::uint64_t> oldest_live() const;
-  // A file found gone: forgotten (its bytes leave the budget), the receiver's descriptor on
-  // it closed. False when it was absent or being removed; `was_active` says whether the
-  // writer was appending to it.
+  // A file found gone: none of its pages is left to read. It stays counted until it is
+  // unlinked like any segment done with (begin_removal): "not found" then takes it out of
+  // the budget, and should the file be there after all (a transient fault said otherwise),
+  // it goes rather than stay on disk uncounted. False when it was absent or being removed;
+  // `was_active` says whether the writer was appending to it.
   bool lose(std::uint64_t number, bool& was_active);
   // Present and not being removed.
   bool present(std::uint64_t number) const;
@@ -126,6 +131,10 @@ class SegmentSet {
     // retried at retry_at. Either way its bytes stay counted until the file is gone.
     Removing removal = Removing::none;
     Clock::time_point retry_at{};
+    // Left in place unread at open (add_held): counted, never delivered, never removed.
+    bool held = false;
+    // May be released, dropped or read to its end: neither held nor being removed.
+    bool releasable() const noexcept { return removal == Removing::none && !held; }
   };
 
   std::filesystem::path dir_;

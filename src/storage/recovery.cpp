@@ -308,9 +308,12 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir, const
         rec.read_errors);
     if (!scanned.ok()) {
       // Its items are not delivered now; the file stays as it is, for a later open (or an
-      // operator) to read. Later items still are delivered: the gap is reported below.
+      // operator) to read, counted against the budget meanwhile and numbered past. Later
+      // items still are delivered: the gap is reported below.
       rec.problems.push_back(path.native() + ": unreadable (" + scanned.status().message() + ") after " +
                              std::to_string(kReadAttempts) + " attempts; left in place, its items are skipped");
+      // Listed a moment ago, so even "not found" is a fault here. Its size counts if known.
+      rec.held.push_back({number, size, 0});
       continue;
     }
     SegmentScan& scan = *scanned;
@@ -333,7 +336,8 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir, const
     }
     file.reset();
     for (auto& p : scan.pages) all.push_back(p);
-    found.push_back({{number, scan.pages.empty() ? 0 : bytes, 0}, scan.pages.empty() && !scan.complete});
+    const bool unscanned = scan.pages.empty() && !scan.complete;
+    found.push_back({{number, scan.pages.empty() && !unscanned ? 0 : bytes, 0}, unscanned});
   }
 
   // Order is by sequence number, not file position (items persisted at shutdown come
@@ -375,7 +379,10 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir, const
   for (const Found& f : found) {
     const RecoveredSegment& s = f.segment;
     const auto path = dir / format::segment_file_name(s.number);
-    if (f.unscanned) continue;  // left in place, reported above
+    if (f.unscanned) {  // left in place, reported above
+      rec.held.push_back({s.number, s.bytes, 0});
+      continue;
+    }
     if (s.pages > 0) {
       // New segments are numbered after every kept one (removed ones may be reused).
       if (s.number == std::numeric_limits<std::uint64_t>::max())

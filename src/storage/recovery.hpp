@@ -26,6 +26,10 @@ struct Recovery {
   // Segments with nothing left to deliver whose removal failed: the queue counts their
   // bytes and retries the unlink (pages is 0).
   std::vector<RecoveredSegment> stale;
+  // Segment files left in place unread (they could not be read, or not wholly scanned):
+  // their bytes are counted against the budget while the queue runs, and they are neither
+  // delivered nor removed; a later open tries them again (pages is 0).
+  std::vector<RecoveredSegment> held;
   std::uint64_t cursor = 0;                 // from CURSOR: items below it were delivered
   std::uint64_t end = 0;                    // from CURSOR (version 2): items below it were
                                             // accepted; those on no page are missing

@@ -46,7 +46,12 @@ struct Schedule {
   std::uint64_t k = 0;      // which operation (1-based), or step for vanish
   std::uint64_t times = 1;  // consecutive operations of the kind that fail (a burst)
   std::uint64_t seed = 1;   // the simulator's seed: torn prefixes, perturbation
+  // Then, once the workload's steps are done, the power is cut (before the queue is
+  // closed): what the fault made of durability shows — an item acknowledged under
+  // SyncPolicy::always whose write or sync had in fact failed is gone after the reboot.
+  bool cut_at_end = false;
   std::string describe() const;
+  std::string label() const;  // the kind, and ", then power cut" if so: a row of the tally
 };
 
 // What a single-threaded workload does, step by step.
@@ -91,7 +96,7 @@ struct Tally {
   std::uint64_t schedules = 0, fired = 0, violations = 0;
 };
 struct Summary {
-  std::map<FaultKind, Tally> by_kind;
+  std::map<std::string, Tally> by_kind;  // by Schedule::label()
   std::vector<std::string> failures;  // "workload | schedule | violation", the first ones
   std::uint64_t schedules() const;
   std::uint64_t violations() const;

@@ -3,7 +3,7 @@
 // prints schedules and violations per fault kind, and exits 1 if any promise broke.
 //
 //   fault_explorer [--stride N] [--random RUNS] [--seed S] [--only SUBSTRING] [--verbose]
-//   fault_explorer --only SUBSTRING --kind "open ENOENT" --k 6 [--times 3] [--seed S] [--trace]
+//   fault_explorer --only SUBSTRING --kind "open ENOENT" --k 6 [--times 3] [--cut-at-end] [--seed S] [--trace]
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -43,12 +43,13 @@ int main(int argc, char** argv) {
     } else if (a == "--k") one.k = std::stoull(next());
     else if (a == "--times") one.times = std::stoull(next());
     else if (a == "--trace") trace = true;
+    else if (a == "--cut-at-end") one.cut_at_end = true;
     else {
       std::cerr << "usage: fault_explorer [--stride N] [--random RUNS] [--seed S] [--only SUBSTRING] [--verbose]\n";
       return 2;
     }
   }
-  if (one.kind != FaultKind::none || trace) {
+  if (one.kind != FaultKind::none || trace || one.cut_at_end) {
     one.seed = seed;
     int bad = 0;
     auto replay = [&](const Workload& w) {
