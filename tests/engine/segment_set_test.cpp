@@ -101,20 +101,39 @@ TEST(SegmentSet, AnUnlinkAnsweredNotFoundIsARemoval) {
   EXPECT_EQ(s.remove_errors(), 0u);
 }
 
-TEST(SegmentSet, ALostFileLeavesTheBudgetAndTheOldestLiveIsNext) {
+TEST(SegmentSet, ALostFileHasNothingLeftToReadAndIsUnlinkedLikeAnyOther) {
   SegmentSet s("/nowhere", options());
-  s.add(1, 100, 1);
+  s.add(1, 100, 2);
+  s.note_end(1, 4);
   s.opened(2, 32);
-  s.appended(2, 50, 3);
-  EXPECT_EQ(s.oldest_live(), 1u);
+  s.appended(2, 50, 6);
   bool was_active = true;
   ASSERT_TRUE(s.lose(1, was_active));
   EXPECT_FALSE(was_active);
+  EXPECT_EQ(s.bytes(), 182u) << "counted until the unlink says it is gone";
+  EXPECT_EQ(s.release(1), SegmentSet::Release::remove) << "none of its pages is left to read";
+  ASSERT_TRUE(s.begin_removal(1));
+  EXPECT_FALSE(s.lose(1, was_active)) << "being removed";
+  EXPECT_TRUE(s.end_removal(1, Status(Errc::not_found, "gone"), Clock::now()));
   EXPECT_EQ(s.bytes(), 82u);
-  EXPECT_EQ(s.oldest_live(), 2u);
+  EXPECT_FALSE(s.lose(1, was_active)) << "gone already";
   ASSERT_TRUE(s.lose(2, was_active));
-  EXPECT_TRUE(was_active);
-  EXPECT_FALSE(s.lose(2, was_active)) << "gone already";
+  EXPECT_TRUE(was_active) << "the writer must leave it first";
+}
+
+TEST(SegmentSet, AHeldSegmentIsCountedButNeverReleasedDroppedOrRead) {
+  SegmentSet s("/nowhere", options(/*manual_commit=*/true));
+  s.add_held(1, 400);
+  s.add(2, 100, 1);
+  s.note_end(2, 3);
+  EXPECT_EQ(s.bytes(), 500u);
+  EXPECT_EQ(s.count(), 2u);
+  EXPECT_EQ(s.release(1), SegmentSet::Release::not_yet);
+  EXPECT_FALSE(s.page_read(1));
+  EXPECT_EQ(s.oldest_live(), 2u) << "drop_oldest passes over it";
+  s.commit(3);
+  EXPECT_TRUE(s.page_read(2));
+  EXPECT_EQ(s.releasable(), std::vector<std::uint64_t>{2});
 }
 
 }  // namespace
