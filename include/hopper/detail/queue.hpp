@@ -102,53 +102,65 @@ class Queue {
   // are full and `wait` allows no (more) waiting: fail (Errc::full), block (wait), or
   // drop_oldest (discard the oldest data, then retry).
   Status send(T& item, Wait wait, FullPolicy policy) {
-    Core& c = *core_;
     if (const std::uint64_t bytes = encoding_size_bound(item); bytes > kMaxItemEncoding)
-      return c.refuse_encoding(bytes);
+      return core_->refuse_encoding(bytes);
     const std::uint64_t fp = footprint(item);
+    bool wake = false;
+    MutexLock lk(core_->mutex());
+    Status s = send_locked(item, fp, wait, policy, wake);
+    // A receiver woken under the lock would only block on the mutex this sender holds.
+    lk.unlock();
+    if (wake) core_->notify_receiver();
+    return s;
+  }
+
+ private:
+  // send() with the queue lock held throughout (Core's calls release it for I/O and waits
+  // and take it back). `wake`: the item went to memory and the receiver waits.
+  Status send_locked(T& item, std::uint64_t fp, Wait wait, FullPolicy policy, bool& wake)
+      HOPPER_REQUIRES(core_->mutex()) {
     bool timed_out = false;
     bool needs_memory = false;  // too large for a segment, small enough for the memory budget
-    MutexLock lk(c.mutex());
     for (;;) {
-      if (c.receiver_gone()) return Status(Errc::closed, "the receiver is gone");
-      c.retry_removals_if_due();  // a failed unlink, when its retry is due
+      if (core_->receiver_gone()) return Status(Errc::closed, "the receiver is gone");
+      core_->retry_removals_if_due();  // a failed unlink, when its retry is due
       // Items the receiver claimed from its batch still count until settled: settle when
       // the answer depends on it (no room, or disk mode may end).
-      if (c.should_settle(fp)) settle();
-      switch (c.route(fp)) {
+      if (core_->should_settle(fp)) settle();
+      switch (core_->route(fp)) {
         case Route::memory:
-          return push_memory(lk, item, fp);
+          return push_memory(item, fp, wake);
         case Route::leave_disk:
-          return leave_disk_mode(lk, item, fp);
+          return leave_disk_mode(item, fp, wake);
         case Route::too_large:
-          return c.refuse_footprint(fp);
+          return core_->refuse_footprint(fp);
         case Route::no_room:
           break;
         case Route::page: {
           std::uint64_t seq = 0;
-          std::string& page = c.begin_page_item();
+          std::string& page = core_->begin_page_item();
           try {
             encode(item, page);
           } catch (...) {
-            c.cancel_page_item();
+            core_->cancel_page_item();
             throw;
           }
-          switch (c.end_page_item(seq)) {
+          switch (core_->end_page_item(seq)) {
             case SpillVerdict::accepted:
-              if (c.page_full()) {
+              if (core_->page_full()) {
                 seal_and_push();
-                c.write_sealed();
+                core_->write_sealed();
               }
-              if (c.sync_always()) return await_durable(seq);
+              if (core_->sync_always()) return await_durable(seq);
               return Status();
             case SpillVerdict::need_seal:
               seal_and_push();
-              c.write_sealed();
+              core_->write_sealed();
               continue;
             case SpillVerdict::too_large:
-              if (c.sync_always() || fp > c.options().max_memory_bytes) return c.refuse_for_segment(fp);
+              if (core_->sync_always() || fp > core_->options().max_memory_bytes) return core_->refuse_for_segment(fp);
               // Only memory can hold it: it waits for room there, behind the open page.
-              if (c.memory_fits(fp)) return leave_disk_mode(lk, item, fp);
+              if (core_->memory_fits(fp)) return leave_disk_mode(item, fp, wake);
               needs_memory = true;
               break;
             case SpillVerdict::behind:
@@ -156,20 +168,20 @@ class Queue {
               // help write them, or wait for those who are (they notify the senders) —
               // unless the disk refuses them: then the RAM they may take is used up, and
               // the full policy applies.
-              if (c.memory_fits(fp)) return leave_disk_mode(lk, item, fp);
-              if (c.write_sealed()) continue;
-              if (!c.disk_refusal().ok()) break;
-              if (c.wait_sender(wait.kind == Wait::never ? Wait::always() : wait, false))
+              if (core_->memory_fits(fp)) return leave_disk_mode(item, fp, wake);
+              if (core_->write_sealed()) continue;
+              if (!core_->disk_refusal().ok()) break;
+              if (core_->wait_sender(wait.kind == Wait::never ? Wait::always() : wait, false))
                 return Status(Errc::timeout, "the spill writer did not catch up before the deadline");
               continue;
             case SpillVerdict::full:
-              if (c.memory_fits(fp)) return leave_disk_mode(lk, item, fp);
-              if (c.writer_idle_with_work()) {
-                c.write_sealed();
+              if (core_->memory_fits(fp)) return leave_disk_mode(item, fp, wake);
+              if (core_->writer_idle_with_work()) {
+                core_->write_sealed();
                 continue;
               }
-              if (c.reclaim_read_active()) continue;  // a read segment kept for appends
-              if (c.retry_removals()) continue;       // delivered segments a failed unlink left
+              if (core_->reclaim_read_active()) continue;  // a read segment kept for appends
+              if (core_->retry_removals()) continue;       // delivered segments a failed unlink left
               break;
           }
           break;
@@ -179,7 +191,7 @@ class Queue {
       // that only memory can take (it drops segments when spilling): that item waits.
       if (policy == FullPolicy::drop_oldest && !needs_memory && drop_oldest(fp)) continue;
       if (wait.kind == Wait::never || (wait.kind == Wait::forever && policy == FullPolicy::fail))
-        return c.refuse_full();
+        return core_->refuse_full();
       if (timed_out) return Status(Errc::timeout, "no room before the deadline");
       // About to wait for room: ask the receiver to settle and wake us after its next
       // claim, then count what it claimed meanwhile. Both sides use sequentially
@@ -188,10 +200,11 @@ class Queue {
       if (settle()) continue;
       // Waits no longer than until a failed write or unlink is due for a retry: then this
       // sender retries it (the loop comes back through write_sealed and retry_removals).
-      timed_out = c.wait_sender(wait, true);
+      timed_out = core_->wait_sender(wait, true);
     }
   }
 
+ public:
   Status recv(T& out, Wait wait) {
     TokenScope role(core_->receiver());
     return recv_one(out, wait);
@@ -241,29 +254,28 @@ class Queue {
 
  private:
   Status recv_one(T& out, Wait wait) HOPPER_REQUIRES(core_->receiver()) {
-    Core& c = *core_;
     bool timed_out = false;
     bool waited = false;
     for (;;) {
       if (take_batched(out)) return Status();
-      if (c.disk_item_pending()) {
+      if (core_->disk_item_pending()) {
         std::string_view bytes;
         bool got = false;
-        if (Status s = c.next_disk_item(bytes, got, wait); !s.ok()) return s;
+        if (Status s = core_->next_disk_item(bytes, got, wait); !s.ok()) return s;
         if (!got) continue;
         if (decode(bytes, out)) {
-          c.delivered_disk_item();
+          core_->delivered_disk_item();
           return Status();
         }
-        c.corrupt_item();  // a valid page whose item is not a T: skipped, counted
+        core_->corrupt_item();  // a valid page whose item is not a T: skipped, counted
         continue;
       }
       pace();
       retired_.clear();  // the batch used up before, outside the lock
-      MutexLock lk(c.mutex());
-      c.retry_removals_if_due();  // a failed unlink, when its retry is due
+      MutexLock lk(core_->mutex());
+      core_->retry_removals_if_due();  // a failed unlink, when its retry is due
       retire_batch();
-      c.settle_skipped();
+      core_->settle_skipped();
       if (start_batch()) {  // the batch is taken without the lock
         busy_ = !waited;
         continue;
@@ -272,25 +284,25 @@ class Queue {
         if (auto* m = std::get_if<Memory<T>>(&deque_.front())) {
           take_memory_item(*m, out);
           deque_.pop_front();
-          const bool wake = !c.holds_uncommitted() && c.senders_waiting();
+          const bool wake = !core_->holds_uncommitted() && core_->senders_waiting();
           lk.unlock();
-          if (wake) c.notify_senders();
-          c.delivered_memory_item();
+          if (wake) core_->notify_senders();
+          core_->delivered_memory_item();
           return Status();
         }
         deque_.pop_front();
-        c.marker_taken();
+        core_->marker_taken();
         continue;
       }
       // Nothing queued. Items in the open page are taken now rather than stranded.
-      if (c.page_open()) {
+      if (core_->page_open()) {
         seal_and_push();
         continue;
       }
-      if (c.senders_gone()) return Status(Errc::closed, "every sender is gone and all items were received");
+      if (core_->senders_gone()) return Status(Errc::closed, "every sender is gone and all items were received");
       if (wait.kind == Wait::never) return Status(Errc::empty, "");
       if (timed_out) return Status(Errc::timeout, "nothing arrived before the deadline");
-      timed_out = c.wait_receiver(wait);
+      timed_out = core_->wait_receiver(wait);
       waited = true;
     }
   }
@@ -300,32 +312,31 @@ class Queue {
   // disk items from the page being read. Stops at an empty deque, once the batch it
   // swapped in is used up, or at a read error (the error comes back from the next recv).
   void take_ready(std::vector<T>& out, std::size_t limit) HOPPER_REQUIRES(core_->receiver()) {
-    Core& c = *core_;
     bool swapped = false;
     while (out.size() < limit) {
       if (take_batched(out, limit)) continue;
       // Used up the batch this call swapped in: done. Locking again at once to look for
       // more would mostly find nothing, and would contend with the senders for the lock.
       if (swapped) break;
-      if (c.disk_item_pending()) {
+      if (core_->disk_item_pending()) {
         std::string_view bytes;
         bool got = false;
-        if (Status s = c.next_disk_item(bytes, got, Wait::none()); !s.ok()) break;  // the items so far stand
+        if (Status s = core_->next_disk_item(bytes, got, Wait::none()); !s.ok()) break;  // the items so far stand
         if (!got) continue;
         out.emplace_back();
         if (decode(bytes, out.back())) {
-          c.delivered_disk_item();
+          core_->delivered_disk_item();
         } else {
           out.pop_back();
-          c.corrupt_item();
+          core_->corrupt_item();
         }
         continue;
       }
       pace();
       retired_.clear();
-      MutexLock lk(c.mutex());
+      MutexLock lk(core_->mutex());
       retire_batch();
-      c.settle_skipped();
+      core_->settle_skipped();
       if (start_batch()) {  // the batch is taken without the lock
         busy_ = true;
         swapped = true;
@@ -336,21 +347,21 @@ class Queue {
         auto* m = std::get_if<Memory<T>>(&deque_.front());
         if (m == nullptr) {
           deque_.pop_front();
-          c.marker_taken();
+          core_->marker_taken();
           took = true;
           break;
         }
         take_memory_item(*m, out.emplace_back());
         deque_.pop_front();
-        c.delivered_memory_item();
+        core_->delivered_memory_item();
         took = true;
       }
       // Emptied under this acquisition: done (as above).
       const bool emptied = deque_.empty();
-      const bool wake = took && !c.holds_uncommitted() && c.senders_waiting();
+      const bool wake = took && !core_->holds_uncommitted() && core_->senders_waiting();
       lk.unlock();
-      if (wake) c.notify_senders();
-      if (!took || (emptied && !c.disk_item_pending())) break;
+      if (wake) core_->notify_senders();
+      if (!took || (emptied && !core_->disk_item_pending())) break;
     }
   }
 
@@ -438,15 +449,14 @@ class Queue {
   // After a claim: a sender waits for room, so settle and wake it.
   void after_claim() {
     if (!room_wanted_.load(std::memory_order_seq_cst)) return;
-    Core& c = *core_;
     bool wake = false;
     {
-      MutexLock lk(c.mutex());
+      MutexLock lk(core_->mutex());
       settle();
       room_wanted_.store(false, std::memory_order_relaxed);
-      wake = c.senders_waiting();
+      wake = core_->senders_waiting();
     }
-    if (wake) c.notify_senders();
+    if (wake) core_->notify_senders();
   }
 
   // The next item of the batch; false when it is used up.
@@ -477,40 +487,35 @@ class Queue {
   // budget until commit(), and a copy of its encoding is kept so that a clean shutdown can
   // give it back.
   void take_memory_item(Memory<T>& m, T& out) HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
-    Core& c = *core_;
-    if (c.holds_uncommitted()) {
-      std::string& held = c.begin_held();
+    if (core_->holds_uncommitted()) {
+      std::string& held = core_->begin_held();
       encode(m.item, held);
-      c.end_held();
+      core_->end_held();
     }
-    c.memory_handed_out(m.footprint);
+    core_->memory_handed_out(m.footprint);
     out = std::move(m.item);
   }
 
-  // Releases `lk`, then wakes a waiting receiver: woken under the lock it would only block
-  // on the mutex the sender still holds.
-  Status push_memory(MutexLock& lk, T& item, std::uint64_t fp) HOPPER_REQUIRES(core_->mutex()) {
+  // `wake`: the receiver waits; send() wakes it once it has released the lock.
+  Status push_memory(T& item, std::uint64_t fp, bool& wake) HOPPER_REQUIRES(core_->mutex()) {
     pushed_bytes_ += fp;
     deque_.emplace_back(std::in_place_type<Memory<T>>, std::move(item), fp, pushed_bytes_);  // in place: no variant move
-    const bool wake = core_->memory_pushed(fp);
-    lk.unlock();
-    if (wake) core_->notify_receiver();
+    wake = core_->memory_pushed(fp);
     return Status();
   }
 
-  Status leave_disk_mode(MutexLock& lk, T& item, std::uint64_t fp) HOPPER_REQUIRES(core_->mutex()) {
+  Status leave_disk_mode(T& item, std::uint64_t fp, bool& wake) HOPPER_REQUIRES(core_->mutex()) {
     seal_and_push();  // the open page's items precede this one
     core_->leave_disk_mode();
-    return push_memory(lk, item, fp);
+    return push_memory(item, fp, wake);
   }
 
   // SyncPolicy::always: waits until the item numbered `seq` is synced, leading a group
   // commit itself whenever no one else is writing.
   Status await_durable(std::uint64_t seq) HOPPER_REQUIRES(core_->mutex()) {
-    Core& c = *core_;
     for (;;) {
       Status why;
-      switch (c.durability(seq, why)) {
+      switch (core_->durability(seq, why)) {
         case Durability::durable: return Status();
         case Durability::failed: return why;
         case Durability::waiting: break;
@@ -518,9 +523,9 @@ class Queue {
       // With the writer idle, seal the open page (it holds our item) and write it. With it
       // busy, leave the page open for the next round to take with everyone's items (group
       // commit), and help compress what is sealed meanwhile.
-      if (!c.writer_busy()) seal_and_push();
-      if (c.write_sealed()) continue;
-      (void)c.wait_sender(Wait::always(), false);
+      if (!core_->writer_busy()) seal_and_push();
+      if (core_->write_sealed()) continue;
+      (void)core_->wait_sender(Wait::always(), false);
     }
   }
 
@@ -528,18 +533,17 @@ class Queue {
   // oldest segment, or (not spilling) the oldest memory items at the front. False when
   // nothing could be dropped now.
   bool drop_oldest(std::uint64_t fp) HOPPER_REQUIRES(core_->mutex()) {
-    Core& c = *core_;
-    if (c.options().max_disk_bytes > 0) return c.drop_oldest_on_disk();
+    if (core_->options().max_disk_bytes > 0) return core_->drop_oldest_on_disk();
     bool dropped = false;  // or room made otherwise: the caller tries again
     for (;;) {
       dropped |= settle();
-      if (c.memory_bytes() + fp <= c.options().max_memory_bytes) break;
+      if (core_->memory_bytes() + fp <= core_->options().max_memory_bytes) break;
       if (settled_ < batch_size_) {
         // The oldest items are in the receiver's batch: claim the next before it does.
         std::uint64_t k = settled_;
         if (!claim_.compare_exchange_strong(k, k + 1, std::memory_order_seq_cst)) continue;  // it did: settle, retry
         Memory<T>& m = batch_item(k);
-        c.memory_dropped(m.footprint, false);
+        core_->memory_dropped(m.footprint, false);
         settled_ = k + 1;
         [[maybe_unused]] T gone = std::move(m.item);  // freed now; the receiver clears the slot
         dropped = true;
@@ -548,7 +552,7 @@ class Queue {
       if (deque_.empty()) break;
       auto* m = std::get_if<Memory<T>>(&deque_.front());
       if (m == nullptr) break;  // a recovered page is next: it is not ours to drop here
-      c.memory_dropped(m->footprint, true);
+      core_->memory_dropped(m->footprint, true);
       deque_.pop_front();
       dropped = true;
     }
@@ -564,28 +568,27 @@ class Queue {
 
   // No handle is left: write every item still in memory to disk, so a reopen returns it.
   void shutdown() {
-    Core& c = *core_;
-    TokenScope role(c.receiver());
-    MutexLock lk(c.mutex());
+    TokenScope role(core_->receiver());
+    MutexLock lk(core_->mutex());
     // Memory items drop_oldest discarded ahead of the receiver count as delivered (they
     // are counted dropped), so the cursor does not report them missing at the next open.
     // Not while a page is being read: they come after it, and the cursor must not.
-    c.settle_skipped();
+    core_->settle_skipped();
     // Items of the receiver's batch it never claimed go back to the front of the deque.
     settle();
     if (batch_size_ > 0) {
       const std::uint64_t from = std::min<std::uint64_t>(claim_.load(std::memory_order_seq_cst), batch_size_);
-      if (from > next_claim_) c.skip_delivered(from - next_claim_);
+      if (from > next_claim_) core_->skip_delivered(from - next_claim_);
       for (std::uint64_t i = batch_size_; i-- > from;) deque_.push_front(std::move(batch_[i]));
       batch_.clear();
       batch_size_ = 0;
     }
     seal_and_push();
-    (void)c.write_all();  // on failure the pages stay sealed; persist() tries them again
+    (void)core_->write_all();  // on failure the pages stay sealed; persist() tries them again
     // Items in the deque hold consecutive sequence numbers ending at next_seq - 1, so the
     // memory items (all after any recovered marker) are numbered by walking backwards.
     std::vector<std::uint64_t> seqs(deque_.size());
-    std::uint64_t seq = c.next_seq();
+    std::uint64_t seq = core_->next_seq();
     for (std::size_t i = deque_.size(); i-- > 0;) {
       if (auto* d = std::get_if<Disk>(&deque_[i])) {
         HOPPER_ASSERT(seq >= d->count, "the deque holds more items than were ever numbered");
@@ -597,13 +600,13 @@ class Queue {
     }
     for (std::size_t i = 0; i < deque_.size(); ++i) {
       if (auto* m = std::get_if<Memory<T>>(&deque_[i])) {
-        std::string& raw = c.begin_shutdown_item(seqs[i]);
+        std::string& raw = core_->begin_shutdown_item(seqs[i]);
         encode(m->item, raw);
-        c.end_shutdown_item();
+        core_->end_shutdown_item();
       }
     }
     lk.unlock();
-    (void)c.persist();
+    (void)core_->persist();
   }
 
   // pace(): a batch smaller than this means the receiver keeps up; it then spins this
