@@ -5,8 +5,12 @@
 #include <cstdint>
 #include <string>
 
+#include <hopper/detail/sync.hpp>
 #include <hopper/detail/verdicts.hpp>
 #include <hopper/options.hpp>
+
+#include "storage/format.hpp"
+#include "storage/spill_writer.hpp"
 
 namespace hopper::detail {
 
@@ -25,11 +29,17 @@ struct RawPage {
 
   // Appending one item: begin_item() reserves its frame and returns the buffer its
   // encoding is appended to; end_item() closes the frame, cancel_item() takes it back.
-  std::string& begin_item();
-  void end_item();
+  std::string& begin_item() {
+    mark_ = format::begin_item(raw);
+    return raw;
+  }
+  void end_item() {
+    format::end_item(raw, mark_);
+    ++count;
+  }
   void cancel_item() { raw.resize(mark_); }
   // Bytes of the item being appended (without its frame).
-  std::uint64_t item_bytes() const noexcept;
+  std::uint64_t item_bytes() const noexcept { return format::item_bytes(raw, mark_); }
   std::uint64_t end_seq() const noexcept { return first_seq + count; }
 
  private:
@@ -52,7 +62,21 @@ class OpenPage {
   // The item just encoded, numbered `seq`, is kept (accepted) or taken back. `sealed_full`:
   // the sealed pages waiting for the writer are at their limit; `disk_in_use`: bytes of
   // segment files plus the worst-case size of every sealed page.
-  SpillVerdict end_item(std::uint64_t seq, bool sealed_full, std::uint64_t disk_in_use);
+  // Inline: every spilled item passes here.
+  SpillVerdict end_item(std::uint64_t seq, bool sealed_full, std::uint64_t disk_in_use) {
+    const std::uint64_t item = page_.item_bytes();
+    if (item > format::kMaxItemBytes || SpillWriter::bound(format::kItemPrefixSize + item) > segment_bytes_)
+      return refuse(SpillVerdict::too_large);
+    if (open() && SpillWriter::bound(page_.raw.size()) > segment_bytes_) return refuse(SpillVerdict::need_seal);
+    if (sealed_full) return refuse(SpillVerdict::behind);
+    if (disk_in_use + SpillWriter::bound(page_.raw.size()) > max_disk_bytes_) return refuse(SpillVerdict::full);
+    if (!open()) page_.first_seq = seq;
+    // Sequence continuity: the items of a page are numbered one after the other (a sender
+    // that leaves the page for memory seals it first).
+    HOPPER_ASSERT(page_.end_seq() == seq, "an item numbered out of turn joined the open page");
+    page_.end_item();
+    return SpillVerdict::accepted;
+  }
 
   bool open() const noexcept { return page_.count > 0; }
   bool full() const noexcept { return page_.raw.size() >= page_bytes_; }
@@ -60,6 +84,11 @@ class OpenPage {
   RawPage seal();
 
  private:
+  SpillVerdict refuse(SpillVerdict v) {
+    page_.cancel_item();
+    return v;
+  }
+
   std::uint32_t page_bytes_;
   std::uint64_t segment_bytes_;
   std::uint64_t max_disk_bytes_;
