@@ -366,6 +366,10 @@ void Runner::run_threaded() {
   // The receiver, concurrently: until every sender is gone and all is read (closed), or
   // the machine stopped and nothing more comes.
   std::uint32_t since_commit = 0;
+  if (!w_.receive_while_sending) {
+    for (auto& t : threads) t.join();
+    return;  // the final phase receives
+  }
   for (;;) {
     std::string v;
     Status st = q_.ch->receiver.recv_for(v, 50ms);
@@ -775,7 +779,8 @@ Summary explore_random(const Workload& w, std::uint64_t runs, std::uint64_t seed
       s.kind = ko.kind;
       s.k = 1 + rng() % (n + n / 4 + 1);
       s.times = rng() % 4 == 0 ? 3 : 1;
-      s.cut_at_end = durability_fault(s.kind) && rng() % 2 == 0;
+      // A workload that keeps every item on disk exists to be cut: always, after such a fault.
+      s.cut_at_end = durability_fault(s.kind) && (!w.receive_while_sending || rng() % 2 == 0);
     } else {
       s.kind = pick == static_cast<int>(std::size(kCounted)) ? FaultKind::power_cut : FaultKind::power_cut_torn;
       s.k = 1 + rng() % std::max<std::uint64_t>(baseline.mutating_ops, 1);

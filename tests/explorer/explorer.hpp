@@ -71,6 +71,9 @@ struct Workload {
   std::vector<Step> steps;                // single-threaded
   std::uint32_t items_per_producer = 0;   // threaded: each producer sends this many,
   std::uint32_t commit_every = 0;         // a concurrent receiver takes them (commits)
+  // threaded: false, nobody receives until the senders are done, so every acknowledged item
+  // is still on disk when the steps end (and a power cut then shows one that was not durable).
+  bool receive_while_sending = true;
   std::string describe() const;
 };
 

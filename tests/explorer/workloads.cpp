@@ -96,6 +96,18 @@ std::vector<Workload> concurrent_workloads() {
     all.push_back(w);
   }
   {
+    // The same, with nobody receiving until the senders are done: pages of one group commit
+    // cross segment rotations while every acknowledged item stays on disk, so a failed sync
+    // at rotation acknowledged by a later one shows after the power cut.
+    Workload w{"always, 4 producers, a page per item, no receiver", base(), 4, true};
+    w.options.sync = SyncPolicy::always;
+    w.options.page_bytes = 1;
+    w.options.segment_bytes = 1 << 10;
+    w.items_per_producer = 30;
+    w.receive_while_sending = false;
+    all.push_back(w);
+  }
+  {
     Workload w{"spill, block, 4 producers", base(), 4, true};
     w.options.when_full = FullPolicy::block;
     w.options.max_disk_bytes = 64 << 10;
