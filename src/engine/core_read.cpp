@@ -56,7 +56,8 @@ void Core::settle_skipped() {
   skipped_in_memory_ = 0;
 }
 
-std::string& Core::begin_held() { return read_->begin_held(); }
+std::string& Core::begin_held(std::uint64_t footprint) { return read_->begin_held(footprint); }
+std::uint64_t Core::position() const { return read_->position(); }
 void Core::end_held() { read_->end_held(); }
 
 Status Core::load_page(const Wait& wait) {
@@ -186,21 +187,30 @@ void Core::finish_page() {
   }
 }
 
-Status Core::commit() {
-  const std::uint64_t position = read_->position();
+Status Core::commit(std::uint64_t position) {
+  if (position > read_->position())
+    return Status(Errc::invalid_argument, "commit position " + std::to_string(position) +
+                                              " is beyond the receiver's position " +
+                                              std::to_string(read_->position()) +
+                                              ": only items handed out can be committed");
   std::uint64_t end = 0;
   {
     MutexLock lk(mu_);
+    // Already committed: nothing to do (only the receiver moves the commit position).
+    if (position < rooms_->segments.committed()) return Status();
     end = next_seq_;
   }
   if (Status s = write_cursor(*fs_, opt_.directory, position, end, true); !s.ok()) return s;
-  read_->clear_held();
+  // Memory items handed out before the position are done: their encodings and their
+  // charge against the budget go. Those at or after it stay held.
+  const std::uint64_t released = read_->release_held(position);
   MutexLock lk(mu_);
   ++rooms_->commits;
   rooms_->segments.commit(position);
-  HOPPER_ASSERT(uncommitted_footprint_ <= memory_bytes_, "more committed than memory held");
-  memory_bytes_ -= uncommitted_footprint_;
-  uncommitted_footprint_ = 0;
+  HOPPER_ASSERT(released <= uncommitted_footprint_ && uncommitted_footprint_ <= memory_bytes_,
+                "more committed than memory held");
+  memory_bytes_ -= released;
+  uncommitted_footprint_ -= released;
   if (senders_waiting_ > 0) sender_cv_.notify_all();
   // Segments read to the end and now wholly committed can go.
   for (std::uint64_t number : rooms_->segments.releasable()) release_segment(number);

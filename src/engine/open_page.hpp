@@ -41,6 +41,17 @@ struct RawPage {
   // Bytes of the item being appended (without its frame).
   std::uint64_t item_bytes() const noexcept { return format::item_bytes(raw, mark_); }
   std::uint64_t end_seq() const noexcept { return first_seq + count; }
+  // Lets go of its first `n` items (n < count): a commit through a position inside it.
+  void drop_front(std::uint32_t n) {
+    format::ItemCursor items(raw);
+    for (std::uint32_t i = 0; i < n; ++i) {
+      const bool framed = items.next().has_value();
+      HOPPER_ASSERT(framed, "a held page shorter than its count");
+    }
+    raw.erase(0, items.offset());
+    first_seq += n;
+    count -= n;
+  }
 
  private:
   std::size_t mark_ = 0;  // where the item being appended starts (its frame)

@@ -84,7 +84,8 @@ std::optional<std::uint64_t> ReadPath::finish() {
   return segment_;
 }
 
-std::string& ReadPath::begin_held() {
+std::string& ReadPath::begin_held(std::uint64_t footprint) {
+  held_footprints_.push_back(footprint);
   // deliver_seq_ is the number of the item about to be handed out.
   if (held_.empty() || held_.back().end_seq() != deliver_seq_ || held_.back().raw.size() >= page_bytes_)
     held_.emplace_back(deliver_seq_, 0, std::string());
@@ -92,6 +93,31 @@ std::string& ReadPath::begin_held() {
 }
 
 void ReadPath::end_held() { held_.back().end_item(); }
+
+std::uint64_t ReadPath::release_held(std::uint64_t position) {
+  // held_ holds its items in number order, held_footprints_ one footprint per item in the
+  // same order: the first `items` of both go.
+  std::size_t items = 0;
+  std::size_t pages = 0;
+  for (RawPage& p : held_) {
+    if (p.first_seq >= position) break;
+    if (p.end_seq() <= position) {
+      items += p.count;
+      ++pages;
+      continue;
+    }
+    const auto n = static_cast<std::uint32_t>(position - p.first_seq);
+    p.drop_front(n);  // partly below the position: the rest stays held
+    items += n;
+    break;
+  }
+  held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(pages));
+  HOPPER_ASSERT(items <= held_footprints_.size(), "more held items than footprints");
+  std::uint64_t released = 0;
+  for (std::size_t i = 0; i < items; ++i) released += held_footprints_[i];
+  held_footprints_.erase(held_footprints_.begin(), held_footprints_.begin() + static_cast<std::ptrdiff_t>(items));
+  return released;
+}
 
 std::string& ReadPath::begin_shutdown_item(std::uint64_t seq) {
   // A new page after a Disk marker (its items take the numbers between) or once one holds

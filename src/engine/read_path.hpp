@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -80,11 +81,17 @@ class ReadPath {
 
   // ---- manual_commit: memory items handed out, not yet committed
   // The encoding of the memory item about to be handed out goes into the returned buffer,
-  // between begin_held() and end_held().
-  std::string& begin_held();
+  // between begin_held() and end_held(); it stays charged `footprint` until a commit
+  // passes it.
+  std::string& begin_held(std::uint64_t footprint);
   void end_held();
-  void clear_held() { held_.clear(); }
-  std::vector<RawPage> take_held() { return std::move(held_); }
+  // Lets go of the held items numbered below `position` (a page partly below it is cut)
+  // and returns the sum of their footprints.
+  std::uint64_t release_held(std::uint64_t position);
+  std::vector<RawPage> take_held() {
+    held_footprints_.clear();
+    return std::move(held_);
+  }
 
   // ---- shutdown
   // The items of a page taken from RAM not yet handed out: they exist nowhere else.
@@ -109,6 +116,7 @@ class ReadPath {
   Clock::time_point retry_at_{};  // when the due page may be read again
   Status error_;                  // why its last read failed
   std::vector<RawPage> held_;
+  std::deque<std::uint64_t> held_footprints_;  // of each item in held_, in order
   std::vector<RawPage> shutdown_;
   // High-water mark: every item numbered below it was handed out (or lost to damage).
   std::uint64_t deliver_seq_;

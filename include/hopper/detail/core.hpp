@@ -132,7 +132,7 @@ class Core {
     memory_items_ -= items;
   }
   // The receiver takes a memory item under the lock. With manual_commit it stays charged
-  // until commit() (and its encoding is kept: begin_held).
+  // until a commit passes it (and its encoding is kept: begin_held).
   void memory_handed_out(std::uint64_t fp) HOPPER_REQUIRES(mu_) {
     if (holds_uncommitted()) {
       uncommitted_footprint_ += fp;
@@ -252,11 +252,17 @@ class Core {
   // is being read (they come after it, and so must the position).
   void settle_skipped() HOPPER_REQUIRES(mu_, receiver_);
   // manual_commit: the encoding of the memory item being handed out goes into the returned
-  // buffer, between begin_held() and end_held(), until commit().
-  std::string& begin_held() HOPPER_REQUIRES(receiver_);
+  // buffer, between begin_held() and end_held(); it stays charged `footprint` until a
+  // commit passes it.
+  std::string& begin_held(std::uint64_t footprint) HOPPER_REQUIRES(receiver_);
   void end_held() HOPPER_REQUIRES(receiver_);
-  // Persists the delivery position; see Receiver::commit.
-  Status commit() HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
+  // The delivery position: every item numbered below it was handed out, or passed over
+  // (damaged, dropped). See Receiver::position.
+  std::uint64_t position() const HOPPER_REQUIRES(receiver_);
+  // Persists `position` (at most position()) as the commit position, and lets go of what
+  // only the items numbered below it kept: their held memory (footprint and encoding) and
+  // segments wholly below it. See Receiver::commit.
+  Status commit(std::uint64_t position) HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
 
   // ---- shutdown, with no other handle left
   // The memory items, in deque order, each numbered `seq`: encode each into the buffer

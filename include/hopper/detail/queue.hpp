@@ -230,7 +230,15 @@ class Queue {
 
   Status commit() {
     TokenScope role(core_->receiver());
-    return core_->commit();
+    return core_->commit(core_->position());
+  }
+  Status commit(std::uint64_t position) {
+    TokenScope role(core_->receiver());
+    return core_->commit(position);
+  }
+  std::uint64_t position() const {
+    TokenScope role(core_->receiver());
+    return core_->position();
   }
 
   Status flush() {
@@ -484,11 +492,11 @@ class Queue {
   }
 
   // Hands out the front memory item. With manual_commit it stays charged against the
-  // budget until commit(), and a copy of its encoding is kept so that a clean shutdown can
+  // budget until a commit passes it, and a copy of its encoding is kept so that a clean shutdown can
   // give it back.
   void take_memory_item(Memory<T>& m, T& out) HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
     if (core_->holds_uncommitted()) {
-      std::string& held = core_->begin_held();
+      std::string& held = core_->begin_held(m.footprint);
       encode(m.item, held);
       core_->end_held();
     }
