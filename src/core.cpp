@@ -1058,8 +1058,9 @@ void Core::corrupt_item() noexcept { d_->corrupt_items.fetch_add(1, std::memory_
 
 void Core::skip_dropped_memory_items(std::uint64_t n) noexcept { deliver_seq_ += n; }
 
-void Core::begin_held() {
+void Core::begin_held(std::uint64_t footprint) {
   // deliver_seq_ is the number of the item about to be handed out.
+  held_footprints_.push_back(footprint);
   if (held_.empty() || held_.back().first_seq + held_.back().count != deliver_seq_ ||
       held_.back().raw.size() >= opt_.page_bytes) {
     held_.push_back(RawPage{deliver_seq_, 0, {}});
@@ -1096,20 +1097,55 @@ Status Core::write_cursor(std::uint64_t position, std::uint64_t end, bool durabl
   return s;
 }
 
-Status Core::commit() {
-  const std::uint64_t position = deliver_seq_;
+std::uint64_t Core::release_held(std::uint64_t position) {
+  // held_ holds its items in order of sequence number, and held_footprints_ one footprint
+  // per item in the same order: the first `items` of both go.
+  std::size_t items = 0;
+  std::size_t pages = 0;
+  for (RawPage& p : held_) {
+    if (p.first_seq >= position) break;
+    if (p.first_seq + p.count <= position) {
+      items += p.count;
+      ++pages;
+      continue;
+    }
+    // Partly below the position: its first items go, the rest stay held.
+    const auto n = static_cast<std::uint32_t>(position - p.first_seq);
+    std::size_t bytes = 0;
+    for (std::uint32_t i = 0; i < n; ++i) bytes += format::kItemPrefixSize + format::get_u32(p.raw.data() + bytes);
+    p.raw.erase(0, bytes);
+    p.first_seq += n;
+    p.count -= n;
+    items += n;
+    break;
+  }
+  held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(pages));
+  std::uint64_t released = 0;
+  for (std::size_t i = 0; i < items; ++i) released += held_footprints_[i];
+  held_footprints_.erase(held_footprints_.begin(), held_footprints_.begin() + static_cast<std::ptrdiff_t>(items));
+  return released;
+}
+
+Status Core::commit(std::uint64_t position) {
+  if (position > deliver_seq_)
+    return Status(Errc::invalid_argument, "commit position " + std::to_string(position) +
+                                              " is beyond the receiver's position " + std::to_string(deliver_seq_) +
+                                              ": only items handed out can be committed");
+  // Already committed: nothing to do (commit_seq_ is written by the receiver alone).
+  if (position < commit_seq_) return Status();
   std::uint64_t end = 0;
   {
     std::lock_guard lk(mu);
     end = next_seq;
   }
   if (Status s = write_cursor(position, end, true); !s.ok()) return s;
-  held_.clear();
+  // Memory items handed out before the position are done: their encodings and their
+  // charge against the budget go. Those at or after it stay held.
+  const std::uint64_t released = release_held(position);
   std::unique_lock lk(mu);
   ++d_->commits;
   commit_seq_ = std::max(commit_seq_, position);
-  memory_bytes -= uncommitted_footprint;
-  uncommitted_footprint = 0;
+  memory_bytes -= released;
   if (senders_waiting > 0) sender_cv.notify_all();
   // Segments read to the end and now wholly committed can go.
   std::vector<std::uint64_t> done;
@@ -1145,6 +1181,7 @@ Status Core::persist(std::vector<RawPage> memory_pages) {
   // Items handed out but not committed come back after the restart (manual_commit).
   for (RawPage& p : held_) memory_pages.push_back(std::move(p));
   held_.clear();
+  held_footprints_.clear();
   // Sealed pages a failed write left behind get one more attempt.
   for (SealedPage& p : d.pending) memory_pages.push_back(RawPage{p.first_seq, p.count, std::move(p.raw)});
   d.pending.clear();

@@ -13,7 +13,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -493,6 +495,196 @@ TEST(Crash, ManualCommitResumesRightAfterTheLastCommitAcrossSigkill) {
   }
   std::cout << "[ trials   ] " << n << " backlogs, " << commits_seen << " commits reported before kills, "
             << ambiguous << " kills between a commit and its report, " << finished << " children finished first\n";
+}
+
+// ---- a consumer that commits through a position --------------------------------------
+
+// The child: receives in batches of 1..16, and every 1..3 batches commits through the
+// position just past one of the items received and not committed yet — never the last
+// one, so that later items stay received but uncommitted. Reports the index of the item
+// the commit goes through, before the commit and after its success.
+[[noreturn]] void run_position_consumer(int fd, const fs::path& dir, std::uint64_t trial, std::uint64_t first,
+                                        std::uint64_t seed) {
+  auto ch = channel<std::uint64_t>(commit_options(dir));
+  if (!ch.ok()) {
+    report(fd, {Record::failed, 0, static_cast<std::uint64_t>(ch.status().code())});
+    ::_exit(3);
+  }
+  ch->sender.close();
+  Receiver<std::uint64_t>& r = ch->receiver;
+  std::mt19937_64 rng(seed);
+  std::uint64_t expect = first;
+  struct Received {
+    std::uint64_t index;
+    std::uint64_t position;  // just past it
+  };
+  std::deque<Received> uncommitted;
+  int until_commit = std::uniform_int_distribution<int>(1, 3)(rng);
+  std::vector<std::uint64_t> batch;
+  Status s;
+  for (;;) {
+    batch.clear();
+    const std::uint64_t before = r.position();
+    s = r.recv_many(batch, std::uniform_int_distribution<std::size_t>(1, 16)(rng));
+    if (!s.ok()) break;
+    // A backlog without damage: the items of a batch are numbered one after another.
+    if (r.position() != before + batch.size()) {
+      report(fd, {Record::failed, 4, r.position() - before});
+      ::_exit(8);
+    }
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      if (batch[k] != consumer_item(trial, expect)) {
+        report(fd, {Record::failed, 1, batch[k]});
+        ::_exit(5);
+      }
+      uncommitted.push_back({expect, before + k + 1});
+      ++expect;
+    }
+    if (--until_commit > 0 || uncommitted.size() < 2) continue;
+    const std::size_t k = std::uniform_int_distribution<std::size_t>(0, uncommitted.size() - 2)(rng);
+    const Received through = uncommitted[k];
+    report(fd, {Record::commit_intent, 0, through.index});
+    Status c = r.commit(through.position);
+    if (!c.ok()) {
+      report(fd, {Record::failed, 2, static_cast<std::uint64_t>(c.code())});
+      ::_exit(6);
+    }
+    report(fd, {Record::committed, 0, through.index});
+    uncommitted.erase(uncommitted.begin(), uncommitted.begin() + static_cast<std::ptrdiff_t>(k + 1));
+    until_commit = std::uniform_int_distribution<int>(1, 3)(rng);
+  }
+  if (s.code() != Errc::closed) {
+    report(fd, {Record::failed, 3, static_cast<std::uint64_t>(s.code())});
+    ::_exit(7);
+  }
+  report(fd, {Record::finished, 0, expect});
+  ::_exit(0);
+}
+
+TEST(Crash, CommitThroughAPositionResumesThereAcrossSigkill) {
+  DiskDir dir;
+  ASSERT_FALSE(dir.on_tmpfs()) << dir.path() << " is on tmpfs, where fdatasync means nothing; set HOPPER_CRASH_DIR";
+  const std::uint64_t n = trials();
+  std::cout << "[ seed     ] HOPPER_CRASH_SEED=" << base_seed() << " trials=" << n << "\n";
+  const std::uint64_t seed = base_seed() ^ 0x27d4eb2f;  // not the other tests' sequences
+  std::mt19937_64 rng(seed);
+  std::uint64_t commits_seen = 0, ambiguous = 0, finished = 0, redelivered = 0;
+  for (std::uint64_t trial = 0; trial < n; ++trial) {
+    SCOPED_TRACE("trial " + std::to_string(trial) + " of HOPPER_CRASH_SEED=" + std::to_string(base_seed()));
+    const auto items = std::uniform_int_distribution<std::uint64_t>(50, 800)(rng);
+    {  // A backlog left by a cleanly closed queue.
+      auto ch = channel<std::uint64_t>(commit_options(dir.path()));
+      ASSERT_TRUE(ch.ok()) << ch.status().message();
+      for (std::uint64_t i = 0; i < items; ++i) ASSERT_TRUE(ch->sender.send(consumer_item(trial, i)).ok());
+    }
+    std::uint64_t start = 0;
+    for (int round = 0; round < 3 && start < items; ++round) {
+      const bool early = rng() % 8 == 0;  // killed while opening, or before a first commit
+      const auto kill_after = early ? 0 : std::uniform_int_distribution<std::uint64_t>(1, 20)(rng);
+      const auto extra_us = std::uniform_int_distribution<int>(0, early ? 1500 : 3000)(rng);
+      const std::uint64_t child_seed = rng();
+      std::optional<std::uint64_t> last_committed, pending_intent;
+      bool done = false;
+      std::uint64_t received_by_child = start;
+      {
+        Child child([&](int fd) { run_position_consumer(fd, dir.path(), trial, start, child_seed); });
+        std::uint64_t commits = 0;
+        auto take = [&](const Record& r) {
+          switch (r.kind) {
+            case Record::commit_intent: pending_intent = r.value; break;
+            case Record::committed:
+              EXPECT_EQ(pending_intent, std::optional<std::uint64_t>(r.value));
+              last_committed = r.value;
+              pending_intent.reset();
+              ++commits;
+              break;
+            case Record::finished:
+              done = true;
+              received_by_child = r.value;
+              break;
+            default:
+              ADD_FAILURE() << "child failed (" << r.producer << "): " << r.value;
+          }
+        };
+        while (commits < kill_after && !done) {
+          auto r = child.next(std::chrono::seconds(30));
+          if (!r) break;
+          take(*r);
+        }
+        ASSERT_FALSE(child.timed_out()) << "no commit for 30 s: the child is stuck";
+        std::this_thread::sleep_for(std::chrono::microseconds(extra_us));
+        child.kill_and_reap();
+        while (auto r = child.next(std::chrono::seconds(5))) take(*r);
+        commits_seen += commits;
+      }
+      ASSERT_FALSE(HasFailure());
+      if (done) ++finished;
+      if (pending_intent) ++ambiguous;
+
+      // Resume exactly after the item the last reported commit went through (or the one in
+      // flight at the kill, if it reached the disk before the report did): the items the
+      // child received after it, never committed, come again.
+      const std::uint64_t after_reported = last_committed ? *last_committed + 1 : start;
+      auto ch = channel<std::uint64_t>(commit_options(dir.path()));
+      ASSERT_TRUE(ch.ok()) << ch.status().message();
+      ch->sender.close();
+      std::uint64_t v = 0;
+      Status s = ch->receiver.recv(v);
+      std::uint64_t resumed = items;
+      if (s.ok()) {
+        ASSERT_EQ(v >> 32, trial) << "an item of an earlier trial came back";
+        resumed = v & 0xffffffffu;
+      } else {
+        ASSERT_EQ(s.code(), Errc::closed) << s.message();
+      }
+      if (pending_intent && resumed == *pending_intent + 1) {
+        // the commit in flight made it
+      } else {
+        ASSERT_EQ(resumed, after_reported) << "last reported commit through: "
+                                           << (last_committed ? std::to_string(*last_committed) : "none")
+                                           << ", commit in flight: "
+                                           << (pending_intent ? std::to_string(*pending_intent) : "none");
+      }
+      if (done) {
+        ASSERT_EQ(received_by_child, items);
+        ASSERT_LT(resumed, items) << "the child never commits its last item: it must come again";
+      }
+      if (resumed < items) ++redelivered;
+      // Then everything after it, in order, nothing else. The check receives it all but
+      // commits only through a point in the middle, and closes cleanly: the next round
+      // starts there, with the rest received and not committed.
+      const std::uint64_t check_until = std::uniform_int_distribution<std::uint64_t>(resumed, items)(rng);
+      std::optional<std::uint64_t> commit_at;  // just past item check_until - 1
+      std::uint64_t expect = resumed;
+      while (s.ok()) {
+        ASSERT_EQ(v, consumer_item(trial, expect)) << "out of order after the resume point";
+        ++expect;
+        if (expect == check_until) commit_at = ch->receiver.position();
+        if (expect == items) break;
+        s = ch->receiver.recv(v);
+        ASSERT_TRUE(s.ok()) << "item " << expect << " is missing: " << s.message();
+      }
+      ASSERT_EQ(expect, items) << "items after the resume point are missing";
+      ASSERT_EQ(ch->receiver.recv(v).code(), Errc::closed);
+      ASSERT_EQ(commit_at.has_value(), check_until > resumed);
+      if (commit_at) ASSERT_TRUE(ch->receiver.commit(*commit_at).ok());
+      const Stats st = ch->receiver.stats();
+      EXPECT_EQ(st.corrupt_pages, 0u);
+      EXPECT_EQ(st.corrupt_items, 0u);
+      EXPECT_EQ(st.items_missing, 0u) << "segments go only once committed: nothing can be missing";
+      start = check_until;
+    }
+    // Leave the directory empty for the next trial: receive and commit what is left.
+    auto ch = channel<std::uint64_t>(commit_options(dir.path()));
+    ASSERT_TRUE(ch.ok()) << ch.status().message();
+    ch->sender.close();
+    const std::vector<std::uint64_t> rest = drain(ch->receiver);
+    ASSERT_EQ(rest.size(), items - start);
+    ASSERT_TRUE(ch->receiver.commit().ok());
+  }
+  std::cout << "[ trials   ] " << n << " backlogs, " << commits_seen << " commits reported before kills, "
+            << ambiguous << " kills between a commit and its report, " << finished << " children finished first, "
+            << redelivered << " resumed with received items coming again\n";
 }
 
 }  // namespace

@@ -921,6 +921,335 @@ TEST(Commit, CommitWorksAgainOnceTheDiskIsBack) {
   EXPECT_EQ(error, "");
 }
 
+// ======================================================================================
+// Receiver::position and Receiver::commit(position)
+// ======================================================================================
+
+// Receives until `out` holds `n` items (recv_many hands out what is ready: a page's rest).
+void receive_n(Receiver<std::string>& r, std::vector<std::string>& out, std::size_t n) {
+  while (out.size() < n) {
+    Status s = r.recv_many_for(out, n - out.size(), seconds(10));
+    ASSERT_TRUE(s.ok()) << "after " << out.size() << " items: " << s.message();
+  }
+}
+
+std::uint64_t sum(const std::vector<std::uint64_t>& v, std::size_t from, std::size_t to) {
+  std::uint64_t total = 0;
+  for (std::size_t i = from; i < to; ++i) total += v[i];
+  return total;
+}
+
+TEST(CommitAt, PositionGrowsWithEveryKindOfReceive) {
+  for (bool manual : {true, false}) {
+    SCOPED_TRACE(manual ? "manual_commit" : "without manual_commit");
+    TempDir dir;
+    Options o = commit_options(dir.path(), FaultFileSystem::create());
+    o.manual_commit = manual;
+    fill(o, 100);  // numbered 0..99, on disk
+    auto ch = open_channel<std::string>(o);
+    ASSERT_TRUE(ch.has_value());
+    Receiver<std::string>& r = ch->receiver;
+    EXPECT_EQ(r.position(), 0u);
+    std::string v;
+    ASSERT_TRUE(r.try_recv(v).ok());
+    EXPECT_EQ(r.position(), 1u);
+    ASSERT_TRUE(r.recv(v).ok());
+    EXPECT_EQ(r.position(), 2u);
+    ASSERT_TRUE(r.recv_for(v, seconds(10)).ok());
+    EXPECT_EQ(r.position(), 3u);
+    std::vector<std::string> many;
+    ASSERT_TRUE(r.recv_many(many, 5).ok());
+    EXPECT_EQ(r.position(), 3u + many.size());
+    ASSERT_TRUE(r.try_recv_many(many, 5).ok());
+    EXPECT_EQ(r.position(), 3u + many.size());
+    ASSERT_TRUE(r.recv_many_for(many, 5, seconds(10)).ok());
+    EXPECT_EQ(r.position(), 3u + many.size());
+    EXPECT_EQ(many.back(), tagged(0, static_cast<std::uint32_t>(2 + many.size()), (2 + many.size()) % 30));
+    // The rest of the backlog, then items sent now (numbered 100 on, in memory).
+    const std::uint64_t before = r.position();
+    std::vector<std::string> rest;
+    receive_n(r, rest, 100 - before);
+    EXPECT_EQ(r.position(), 100u);
+    for (std::uint32_t i = 0; i < 10; ++i) ASSERT_TRUE(ch->sender.send(tagged(1, i)).ok());
+    std::vector<std::string> fresh;
+    receive_n(r, fresh, 10);
+    EXPECT_EQ(r.position(), 110u);
+    ASSERT_TRUE(r.try_recv(v).code() == Errc::empty);
+    EXPECT_EQ(r.position(), 110u) << "nothing handed out: the position stays";
+    ASSERT_TRUE(r.commit(105).ok());
+    ch.reset();
+    // A restart resumes at the committed position (manual_commit), or past everything
+    // received (without: a clean shutdown persists how far delivery got).
+    auto again = open_channel<std::string>(o);
+    ASSERT_TRUE(again.has_value());
+    EXPECT_EQ(again->receiver.position(), manual ? 105u : 110u);
+  }
+}
+
+TEST(CommitAt, PositionPassesOverDroppedItems) {
+  for (bool manual : {true, false}) {
+    SCOPED_TRACE(manual ? "manual_commit" : "without manual_commit");
+    TempDir dir;
+    Options o = small_options(dir.path());
+    o.max_disk_bytes = 0;
+    o.max_memory_bytes = 4 * sizeof(std::uint64_t);
+    o.when_full = FullPolicy::drop_oldest;
+    o.manual_commit = manual;
+    auto ch = open_channel<std::uint64_t>(o);
+    ASSERT_TRUE(ch.has_value());
+    for (std::uint64_t i = 0; i < 10; ++i) ASSERT_TRUE(ch->sender.send(std::uint64_t{i}).ok()) << i;
+    ASSERT_EQ(ch->receiver.stats().items_dropped, 6u);  // 0..5 went
+    std::uint64_t v = 0;
+    ASSERT_TRUE(ch->receiver.try_recv(v).ok());
+    EXPECT_EQ(v, 6u);
+    EXPECT_EQ(ch->receiver.position(), 7u) << "the dropped items 0..5 are passed over";
+    ASSERT_TRUE(ch->receiver.commit(ch->receiver.position()).ok());
+    ch.reset();
+    auto again = open_channel<std::uint64_t>(o);
+    ASSERT_TRUE(again.has_value());
+    again->sender.close();
+    EXPECT_EQ(drain(again->receiver), (std::vector<std::uint64_t>{7, 8, 9}));
+  }
+}
+
+TEST(CommitAt, PositionPassesOverDamagedItems) {
+  TempDir dir;
+  const Options o = commit_options(dir.path(), FaultFileSystem::create());
+  fill(o, 300);
+  const auto files = segment_files(dir.path());
+  ASSERT_FALSE(files.empty());
+  const auto pages = pages_of(files.front());
+  ASSERT_GE(pages.size(), 3u);
+  const PageInfo damaged = pages[1];
+  flip_byte(files.front(), damaged.offset + damaged.bytes - 3);  // in its payload
+  auto ch = open_channel<std::string>(o);
+  ASSERT_TRUE(ch.has_value());
+  ch->sender.close();
+  std::string v;
+  std::uint32_t got = 0;
+  bool jumped = false;
+  while (ch->receiver.try_recv(v).ok()) {
+    const auto tag = parse_tag(v);
+    ASSERT_TRUE(tag.has_value()) << v;
+    EXPECT_EQ(ch->receiver.position(), tag->index + 1u) << "after item " << tag->index;
+    if (tag->index != got) jumped = true;
+    got = tag->index + 1;
+  }
+  EXPECT_TRUE(jumped) << "no item was skipped: the damage did not take";
+  EXPECT_EQ(ch->receiver.position(), 300u);
+  EXPECT_EQ(ch->receiver.stats().corrupt_pages, 1u);
+  EXPECT_EQ(damaged.count, 300u - ch->receiver.stats().items_received);
+}
+
+TEST(CommitAt, BeyondThePositionIsInvalidAndChangesNothing) {
+  TempDir dir;
+  auto ffs = FaultFileSystem::create();
+  Options o = commit_options(dir.path(), ffs);
+  o.max_memory_bytes = 1 << 20;
+  auto ch = open_channel<std::string>(o);
+  ASSERT_TRUE(ch.has_value());
+  for (std::uint32_t i = 0; i < 20; ++i) ASSERT_TRUE(ch->sender.send(tagged(0, i, i % 30)).ok());
+  std::vector<std::string> got;
+  receive_n(ch->receiver, got, 10);
+  ASSERT_TRUE(ch->receiver.commit(4).ok());
+  const Stats before = ch->receiver.stats();
+  for (std::uint64_t p : {11ull, 20ull, ~0ull}) {
+    Status s = ch->receiver.commit(p);
+    EXPECT_EQ(s.code(), Errc::invalid_argument) << p << ": " << describe(s);
+  }
+  EXPECT_EQ(ch->receiver.position(), 10u);
+  const Stats after = ch->receiver.stats();
+  EXPECT_EQ(after.commits, before.commits);
+  EXPECT_EQ(after.memory_bytes, before.memory_bytes);
+  ch->sender.close();
+  ch.reset();
+  std::string error;
+  EXPECT_EQ(resume_point(o, 20, &error), 4u) << "the refused commits moved the position";
+  EXPECT_EQ(error, "");
+}
+
+TEST(CommitAt, BelowTheLastCommitIsANoOp) {
+  TempDir dir;
+  auto ffs = FaultFileSystem::create();
+  const Options o = commit_options(dir.path(), ffs);
+  fill(o, 60);
+  {
+    auto ch = open_channel<std::string>(o);
+    ASSERT_TRUE(ch.has_value());
+    std::vector<std::string> got;
+    receive_n(ch->receiver, got, 30);
+    ASSERT_TRUE(ch->receiver.commit(20).ok());
+    const Stats before = ch->receiver.stats();
+    ffs->fail_writes(1, ENOSPC);  // a commit that wrote anything would fail
+    for (std::uint64_t p : {19ull, 5ull, 0ull}) {
+      Status s = ch->receiver.commit(p);
+      EXPECT_TRUE(s.ok()) << p << ": " << describe(s);
+    }
+    ffs->heal();
+    EXPECT_EQ(ch->receiver.stats().commits, before.commits);
+    EXPECT_EQ(ch->receiver.position(), 30u);
+    ffs->freeze();  // power loss: only the durable position counts
+  }
+  ffs->crash();
+  std::string error;
+  EXPECT_EQ(resume_point(o, 60, &error), 20u);
+  EXPECT_EQ(error, "");
+}
+
+// Items in memory: a commit in the middle of what was received gives back exactly the
+// footprints of the items before it (cutting a held page in two), and a clean restart
+// brings back exactly those after it.
+TEST(CommitAt, InTheMiddleOfABatchReleasesExactlyTheMemoryOfTheItemsBeforeIt) {
+  TempDir dir;
+  Options o = commit_options(dir.path(), FaultFileSystem::create());
+  o.max_memory_bytes = 1 << 20;  // everything stays in memory
+  const std::uint32_t n = 40;
+  std::vector<std::uint64_t> fp(n);
+  {
+    auto ch = open_channel<std::string>(o);
+    ASSERT_TRUE(ch.has_value());
+    for (std::uint32_t i = 0; i < n; ++i) {
+      std::string item = tagged(0, i, i % 30 + (i % 3) * 20);  // some inline, some on the heap
+      fp[i] = footprint(item);
+      ASSERT_TRUE(ch->sender.send(std::move(item)).ok());
+    }
+    ASSERT_EQ(ch->receiver.stats().disk_items, 0u);
+    ASSERT_EQ(ch->receiver.stats().memory_bytes, sum(fp, 0, n));
+    std::vector<std::string> got;
+    receive_n(ch->receiver, got, n);
+    ASSERT_EQ(ch->receiver.position(), n);
+    EXPECT_EQ(ch->receiver.stats().memory_bytes, sum(fp, 0, n)) << "received, not committed: still charged";
+    for (std::uint64_t p : {13u, 17u, 18u, 30u}) {
+      ASSERT_TRUE(ch->receiver.commit(p).ok()) << p;
+      EXPECT_EQ(ch->receiver.stats().memory_bytes, sum(fp, p, n)) << "after commit(" << p << ")";
+    }
+    EXPECT_EQ(ch->receiver.stats().commits, 4u);
+  }
+  auto ch = open_channel<std::string>(o);
+  ASSERT_TRUE(ch.has_value());
+  ch->sender.close();
+  std::vector<std::string> back;
+  ASSERT_EQ(receive_all(ch->receiver, back).code(), Errc::closed);
+  std::vector<std::string> expected;
+  for (std::uint32_t i = 30; i < n; ++i) expected.push_back(tagged(0, i, i % 30 + (i % 3) * 20));
+  EXPECT_EQ(back, expected) << "exactly the received items after the commit come back";
+  EXPECT_EQ(ch->receiver.stats().items_missing, 0u);
+}
+
+// Items read from segments: after a commit in the middle of what was received, a clean
+// restart or a power cut brings back exactly the items after it.
+TEST(CommitAt, InTheMiddleOfABatchFromSegmentsRedeliversExactlyTheRest) {
+  for (bool power_cut : {false, true}) {
+    SCOPED_TRACE(power_cut ? "power cut" : "clean restart");
+    TempDir dir;
+    auto ffs = FaultFileSystem::create();
+    const Options o = commit_options(dir.path(), ffs);
+    fill(o, 300);
+    ASSERT_GE(segment_files(dir.path()).size(), 2u);
+    {
+      auto ch = open_channel<std::string>(o);
+      ASSERT_TRUE(ch.has_value());
+      std::vector<std::string> got;
+      receive_n(ch->receiver, got, 200);
+      ASSERT_EQ(ch->receiver.position(), 200u);
+      ASSERT_TRUE(ch->receiver.commit(150).ok());
+      EXPECT_EQ(ch->receiver.position(), 200u) << "a commit does not move the position";
+      if (power_cut) ffs->freeze();
+    }
+    if (power_cut) ffs->crash();
+    std::string error;
+    EXPECT_EQ(resume_point(o, 300, &error), 150u);
+    EXPECT_EQ(error, "");
+  }
+}
+
+TEST(CommitAt, ASegmentIsRemovedOnlyOnceWhollyCommitted) {
+  TempDir dir;
+  const Options o = commit_options(dir.path(), FaultFileSystem::create());
+  fill(o, 1000);
+  const auto files = segment_files(dir.path());
+  ASSERT_GE(files.size(), 3u);
+  std::uint64_t end0 = 0, end1 = 0;  // one past the last item of the first two segments
+  for (const PageInfo& p : pages_of(files[0])) end0 = std::max<std::uint64_t>(end0, p.first_seq + p.count);
+  for (const PageInfo& p : pages_of(files[1])) end1 = std::max<std::uint64_t>(end1, p.first_seq + p.count);
+  ASSERT_LT(end0, end1);
+  auto ch = open_channel<std::string>(o);
+  ASSERT_TRUE(ch.has_value());
+  ASSERT_EQ(drain(ch->receiver).size(), 1000u);
+  ASSERT_TRUE(ch->receiver.commit(end0 - 1).ok());
+  EXPECT_TRUE(fs::exists(files[0])) << "removed with its last item not committed";
+  EXPECT_EQ(ch->receiver.stats().segments, files.size());
+  ASSERT_TRUE(ch->receiver.commit(end0).ok());
+  EXPECT_FALSE(fs::exists(files[0])) << "wholly committed, yet kept";
+  EXPECT_TRUE(fs::exists(files[1]));
+  EXPECT_EQ(ch->receiver.stats().segments, files.size() - 1);
+  ASSERT_TRUE(ch->receiver.commit(end1 - 1).ok());
+  EXPECT_TRUE(fs::exists(files[1]));
+  ASSERT_TRUE(ch->receiver.commit(end1 + 1).ok());
+  EXPECT_FALSE(fs::exists(files[1]));
+  EXPECT_TRUE(fs::exists(files[2]));
+}
+
+// Items read from segments: a commit whose CURSOR could not be persisted leaves the
+// position where it was; the same commit succeeds once the disk is back.
+TEST(CommitAt, AFailedCommitKeepsThePositionAndARetrySucceeds) {
+  TempDir dir;
+  auto ffs = FaultFileSystem::create();
+  const Options o = commit_options(dir.path(), ffs);
+  fill(o, 60);
+  {
+    auto ch = open_channel<std::string>(o);
+    ASSERT_TRUE(ch.has_value());
+    std::vector<std::string> got;
+    receive_n(ch->receiver, got, 40);
+    ASSERT_TRUE(ch->receiver.commit(10).ok());
+    ffs->fail_syncs(1);
+    EXPECT_EQ(ch->receiver.commit(20).code(), Errc::io_error);
+    EXPECT_EQ(ch->receiver.stats().commits, 1u);
+    Status s = ch->receiver.commit(20);
+    EXPECT_TRUE(s.ok()) << "the retry: " << describe(s);
+    EXPECT_EQ(ch->receiver.stats().commits, 2u);
+    ffs->fail_writes(1, ENOSPC);
+    EXPECT_EQ(ch->receiver.commit(30).code(), Errc::io_error);
+    ffs->fail_dir_syncs(1);
+    EXPECT_EQ(ch->receiver.commit(35).code(), Errc::io_error);
+    ffs->freeze();
+  }
+  ffs->crash();
+  std::string error;
+  EXPECT_EQ(resume_point(o, 60, &error), 20u);
+  EXPECT_EQ(error, "");
+}
+
+// Items in memory: a failed commit keeps them held (and charged); the retry lets go of them.
+TEST(CommitAt, AFailedCommitKeepsTheHeldMemoryAndARetryReleasesIt) {
+  TempDir dir;
+  auto ffs = FaultFileSystem::create();
+  Options o = commit_options(dir.path(), ffs);
+  o.max_memory_bytes = 1 << 20;
+  const std::uint32_t n = 30;
+  std::vector<std::uint64_t> fp(n);
+  {
+    auto ch = open_channel<std::string>(o);
+    ASSERT_TRUE(ch.has_value());
+    for (std::uint32_t i = 0; i < n; ++i) {
+      std::string item = tagged(0, i, i % 30);
+      fp[i] = footprint(item);
+      ASSERT_TRUE(ch->sender.send(std::move(item)).ok());
+    }
+    std::vector<std::string> got;
+    receive_n(ch->receiver, got, 25);
+    ffs->fail_syncs(1);
+    EXPECT_EQ(ch->receiver.commit(12).code(), Errc::io_error);
+    EXPECT_EQ(ch->receiver.stats().memory_bytes, sum(fp, 0, n)) << "a failed commit released memory";
+    ASSERT_TRUE(ch->receiver.commit(12).ok());
+    EXPECT_EQ(ch->receiver.stats().memory_bytes, sum(fp, 12, n));
+  }
+  std::string error;
+  EXPECT_EQ(resume_point(o, n, &error), 12u);
+  EXPECT_EQ(error, "");
+}
+
 enum class CommitOp { recv, commit };
 std::ostream& operator<<(std::ostream& os, CommitOp op) { return os << (op == CommitOp::recv ? "recv" : "commit"); }
 

@@ -204,6 +204,9 @@ Result<std::unique_ptr<File>> FaultFileSystem::open(const fs::path& path, OpenMo
     if (mode == OpenMode::truncate) {
       if (free_space_) *free_space_ += node->live_size;
       node->live_size = 0;
+      // As File::truncate(0): bytes written from now on are new pages, which a writeback
+      // that failed before the truncation does not cover.
+      node->holes.clear();
     }
   } else {
     node = std::make_shared<Node>();

@@ -198,6 +198,24 @@ TEST(FaultFs, BytesRewrittenAfterTruncationAreNotPartOfALostWriteback) {
   EXPECT_EQ(read_file(dir / "a"), "AAAACCCC");
 }
 
+// What write_cursor does: a sync of CURSOR.tmp fails, and the next commit opens it again
+// with O_TRUNC, writes and syncs — that sync is good.
+TEST(FaultFs, BytesWrittenAfterOpeningWithTruncationAreNotPartOfALostWriteback) {
+  TempDir dir;
+  auto ffs = FaultFileSystem::create();
+  auto f = open_file(*ffs, dir / "a", OpenMode::truncate);
+  ASSERT_TRUE(ffs->sync_directory(dir.path()).ok());
+  append(*f, "AAAA");
+  ffs->fail_syncs(1);
+  EXPECT_FALSE(f->sync().ok());
+  f = open_file(*ffs, dir / "a", OpenMode::truncate);
+  append(*f, "BBBB");
+  ASSERT_TRUE(f->sync().ok());
+  f.reset();
+  ffs->crash();
+  EXPECT_EQ(read_file(dir / "a"), "BBBB");
+}
+
 TEST(FaultFs, DirectorySyncCanFail) {
   TempDir dir;
   auto ffs = FaultFileSystem::create();

@@ -1,6 +1,6 @@
 // Model-based test of a queue through its public API: rapidcheck draws budgets and a
 // sequence of commands — sends from several producers, receives of every kind, flushes,
-// commits, closes, reopens, and reopens after damaging one byte of a segment — and every
+// commits (of everything received, or through a position), closes, reopens, and reopens after damaging one byte of a segment — and every
 // outcome is checked against a plain std::deque of the items that must come out next.
 //
 // The run is single-threaded, so a call that could wait forever is issued only when it
@@ -251,22 +251,68 @@ class QueueUnderTest {
   }
 
   // A receive returned `got`: the next required item, or a "maybe" item before it.
-  void received(const std::string& got) {
+  // `position`: Receiver::position() just past it, when known.
+  void received(const std::string& got, std::optional<std::uint64_t> position) {
     // "maybe" entries before it did not come (under faults every item is distinct).
     while (!model_.empty() && model_.front().maybe && model_.front().item != got) model_.pop_front();
     RC_ASSERT(!model_.empty());
     RC_ASSERT(got == model_.front().item);
+    if (model_.front().maybe) received_unacknowledged_.insert(got);
     model_.pop_front();
-    if (config_.manual_commit) uncommitted_.push_back(got);
-    if (since_durable_set_.insert(got).second) since_durable_.push_back(got);
+    if (config_.manual_commit) {
+      uncommitted_.push_back(got);
+      uncommitted_at_.push_back(position);
+    }
+    if (since_durable_set_.insert(got).second) {
+      since_durable_.push_back(got);
+      since_durable_at_.push_back(position);
+    }
   }
 
   void committed() {
     uncommitted_.clear();
+    uncommitted_at_.clear();
     since_durable_.clear();
+    since_durable_at_.clear();
     since_durable_set_.clear();
+    last_commit_ = receiver_->position();
     if (model_.empty() && !disturbed_) no_files_left();
   }
+
+  // commit(position) returned ok: the items received before `position` are committed (it
+  // is just past one of them, see commit_positions), those after it are not.
+  void committed_through(std::uint64_t position) {
+    // Positions grow in the order of receipt: everything up to the last item known to lie
+    // before the position goes, items of unknown position before it included.
+    std::size_t n = 0;
+    for (std::size_t k = 0; k < uncommitted_.size(); ++k)
+      if (uncommitted_at_[k] && *uncommitted_at_[k] <= position) n = k + 1;
+    uncommitted_.erase(uncommitted_.begin(), uncommitted_.begin() + static_cast<std::ptrdiff_t>(n));
+    uncommitted_at_.erase(uncommitted_at_.begin(), uncommitted_at_.begin() + static_cast<std::ptrdiff_t>(n));
+    // The position is durable now: what lies before it never comes again. (Only as far as
+    // positions are known: leaving an item here only lets it come again.)
+    while (!since_durable_.empty() && since_durable_at_.front() && *since_durable_at_.front() <= position) {
+      since_durable_set_.erase(since_durable_.front());
+      since_durable_.pop_front();
+      since_durable_at_.pop_front();
+    }
+    last_commit_ = position;
+    // Nothing due and nothing held: nothing may stay charged against the memory budget.
+    if (model_.empty() && uncommitted_.empty()) RC_ASSERT(stats().memory_bytes == 0u);
+  }
+  // Positions a commit may go through: just past each item received and not committed
+  // (manual_commit), or received since the position was last durable (without), where
+  // known, and the receiver's position (everything received).
+  // Not below the last commit (that one is the `stale` kind of CommitAt).
+  std::vector<std::uint64_t> commit_positions() const {
+    std::vector<std::uint64_t> at;
+    for (const auto& p : config_.manual_commit ? uncommitted_at_ : since_durable_at_)
+      if (p && *p >= last_commit_.value_or(0)) at.push_back(*p);
+    at.push_back(receiver_->position());
+    return at;
+  }
+  // The position of the last successful commit since the queue was opened.
+  std::optional<std::uint64_t> last_commit() const { return last_commit_; }
 
   // A receive reported that nothing is due (empty, timeout or closed): the model must
   // agree, and nothing may be left behind, in memory or on disk.
@@ -292,6 +338,9 @@ class QueueUnderTest {
     for (const Entry& e : model_) persisted += page_bound(kItemOverhead + e.item.size());
     for (const std::string& item : uncommitted_) persisted += page_bound(kItemOverhead + item.size());
     disk_carry_ = st.disk_bytes + persisted;
+    // The next open may number items anew (what a failed shutdown lost): positions of this
+    // run are not compared with the next one's.
+    for (auto& p : since_durable_at_) p.reset();
     senders_.clear();
     open_.clear();
     receiver_.reset();
@@ -306,9 +355,11 @@ class QueueUnderTest {
       // Received but not committed: delivered again, first. The position is durable.
       for (auto it = uncommitted_.rbegin(); it != uncommitted_.rend(); ++it) model_.push_front({*it, false});
       since_durable_.clear();
+      since_durable_at_.clear();
       since_durable_set_.clear();
     }
     uncommitted_.clear();
+    uncommitted_at_.clear();
   }
 
   // The machine stops (every handle goes, nothing more reaches the disk) and reboots with
@@ -323,12 +374,17 @@ class QueueUnderTest {
     const bool always = config_.sync_always();
     for (Entry& e : model_) e.maybe = e.maybe || !always;
     if (config_.manual_commit) {
-      for (auto it = uncommitted_.rbegin(); it != uncommitted_.rend(); ++it) model_.push_front({*it, !always});
+      // Under always an item received but not committed comes back if it was acknowledged;
+      // one whose send failed (its page's fdatasync failed, say) may have been lost.
+      for (auto it = uncommitted_.rbegin(); it != uncommitted_.rend(); ++it)
+        model_.push_front({*it, !always || received_unacknowledged_.count(*it) > 0});
     } else {
       for (auto it = since_durable_.rbegin(); it != since_durable_.rend(); ++it) model_.push_front({*it, true});
     }
     uncommitted_.clear();
+    uncommitted_at_.clear();
     since_durable_.clear();
+    since_durable_at_.clear();
     since_durable_set_.clear();
     damaged_ever_ = true;
     disk_carry_ = ~std::uint64_t{0} / 2;  // whatever the shutdown before the cut wrote
@@ -346,6 +402,7 @@ class QueueUnderTest {
     for (int i = 1; i < config_.producers; ++i) senders_.push_back(first);
     senders_.push_back(std::move(first));
     open_.assign(senders_.size(), true);
+    last_commit_.reset();
   }
 
   void reopen() {
@@ -388,9 +445,13 @@ class QueueUnderTest {
     RC_ASSERT(st.disk_items <= model_.size());
 
     std::vector<std::string> got;
+    std::vector<std::optional<std::uint64_t>> got_at;
     std::string out;
     Status s;
-    while ((s = receiver_->try_recv(out)).ok()) got.push_back(out);
+    while ((s = receiver_->try_recv(out)).ok()) {
+      got.push_back(out);
+      got_at.push_back(receiver_->position());
+    }
     RC_ASSERT(s.code() == Errc::empty);
     RC_ASSERT(got.size() == st.disk_items);
 
@@ -405,7 +466,10 @@ class QueueUnderTest {
       RC_ASSERT(lost <= (config_.page_bytes + kItemOverhead - 1) / kItemOverhead + 1);
     }
     model_.clear();
-    if (config_.manual_commit) uncommitted_.assign(got.begin(), got.end());
+    if (config_.manual_commit) {
+      uncommitted_.assign(got.begin(), got.end());
+      uncommitted_at_.assign(got_at.begin(), got_at.end());
+    }
     drained();
   }
 
@@ -472,6 +536,11 @@ class QueueUnderTest {
   std::deque<std::string> uncommitted_;    // manual_commit: received since the last commit
   std::deque<std::string> since_durable_;  // received since the position was last durable
   std::set<std::string> since_durable_set_;
+  std::set<std::string> received_unacknowledged_;  // received while a "maybe" (faults: all distinct)
+  // Receiver::position() just past each item of uncommitted_ and since_durable_, where known.
+  std::deque<std::optional<std::uint64_t>> uncommitted_at_;
+  std::deque<std::optional<std::uint64_t>> since_durable_at_;
+  std::optional<std::uint64_t> last_commit_;
 };
 
 // The commands. Each is an immutable value drawn by rapidcheck (its constructor draws its
@@ -621,7 +690,7 @@ struct Recv : Command {
       case RecvKind::try_recv: st = q.receiver().try_recv(out); break;
       case RecvKind::recv_for: st = q.receiver().recv_for(out, 1ms); break;
     }
-    if (st.ok()) return q.received(out);
+    if (st.ok()) return q.received(out, q.receiver().position());
     nothing_due(q, st, k == RecvKind::try_recv, k == RecvKind::recv_for);
   }
 
@@ -639,6 +708,7 @@ struct RecvMany : Command {
     RecvKind k = kind;
     if (k == RecvKind::recv && q.recv_may_block() && max > 0) k = RecvKind::recv_for;
     std::vector<std::string> out;
+    const std::uint64_t before = q.receiver().position();
     Status st;
     switch (k) {
       case RecvKind::recv:
@@ -659,7 +729,15 @@ struct RecvMany : Command {
       return nothing_due(q, st, k == RecvKind::try_recv, k == RecvKind::recv_for);
     }
     RC_ASSERT(!out.empty());
-    for (const std::string& item : out) q.received(item);
+    // The position is just past the last item; items passed over in between (dropped,
+    // damaged) leave the earlier items' positions unknown.
+    const std::uint64_t after = q.receiver().position();
+    RC_ASSERT(after >= before + out.size());
+    const bool consecutive = after == before + out.size();
+    for (std::size_t i = 0; i < out.size(); ++i) {
+      const bool known = consecutive || i + 1 == out.size();
+      q.received(out[i], known ? std::optional<std::uint64_t>(after - (out.size() - 1 - i)) : std::nullopt);
+    }
   }
 
   void show(std::ostream& os) const override {
@@ -675,7 +753,7 @@ struct Drain : Command {
     for (;;) {
       Status st = q.receiver().try_recv(out);
       if (!st.ok()) return nothing_due(q, st, true, false);
-      q.received(out);
+      q.received(out, q.receiver().position());
     }
   }
   void show(std::ostream& os) const override { os << "drain"; }
@@ -702,6 +780,66 @@ struct Commit : Command {
     q.committed();
   }
   void show(std::ostream& os) const override { os << "commit"; }
+};
+
+// Receiver::commit(position): through a position just past an item received (any of
+// them, so that later ones stay uncommitted), at or below the last commit (nothing
+// changes), or beyond the receiver's position (invalid_argument, nothing changes).
+enum class CommitAtKind { through_received, stale, beyond };
+
+struct CommitAt : Command {
+  CommitAtKind kind = *rc::gen::weightedElement<CommitAtKind>(
+      {{6, CommitAtKind::through_received}, {1, CommitAtKind::stale}, {1, CommitAtKind::beyond}});
+  std::uint32_t pick = *rc::gen::arbitrary<std::uint32_t>();
+
+  void run(const Config&, QueueUnderTest& q) const override {
+    Receiver<std::string>& r = q.receiver();
+    const std::uint64_t now = r.position();
+    const std::uint64_t commits = q.stats().commits;
+    switch (kind) {
+      case CommitAtKind::beyond: {
+        const Status st = r.commit(now + 1 + pick % 1000);
+        RC_ASSERT(st.code() == Errc::invalid_argument);
+        RC_ASSERT(r.position() == now);
+        RC_ASSERT(q.stats().commits == commits);
+        return;
+      }
+      case CommitAtKind::stale: {
+        const std::uint64_t last = q.last_commit().value_or(0);
+        const std::uint64_t p = last - pick % (last + 1);
+        const Status st = r.commit(p);
+        // At the last commit it is written again (and may fail under faults); below it,
+        // nothing is written.
+        if (q.disturbed() && p == last && st.code() == Errc::io_error) return;
+        RC_ASSERT(st.ok());
+        RC_ASSERT(r.position() == now);
+        return;
+      }
+      case CommitAtKind::through_received: {
+        const std::vector<std::uint64_t> at = q.commit_positions();
+        const std::uint64_t p = at[pick % at.size()];
+        const Status st = r.commit(p);
+        if (q.disturbed() && st.code() == Errc::io_error) {  // the position stays where it was
+          RC_ASSERT(q.stats().commits == commits);
+          return;
+        }
+        RC_ASSERT(st.ok());
+        RC_ASSERT(r.position() == now);
+        RC_ASSERT(q.stats().commits == commits + 1);
+        if (p == now) {
+          q.committed();  // commit(position()) is commit()
+        } else {
+          q.committed_through(p);
+        }
+        return;
+      }
+    }
+  }
+  void show(std::ostream& os) const override {
+    static const char* names[] = {"through a received item", "at or below the last commit",
+                                  "beyond the position"};
+    os << "commit at a position: " << names[static_cast<int>(kind)] << " (pick " << pick << ")";
+  }
 };
 
 struct CloseSender : Command {
@@ -788,8 +926,8 @@ RC_GTEST_PROP(Model, RandomCommandSequencesMatchADeque, ()) {
                    rc::state::gen::execOneOfWithArgs<
                        Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>,
                        Checked<Recv>, Checked<Recv>, Checked<Recv>, Checked<RecvMany>, Checked<Drain>,
-                       Checked<Flush>, Checked<Commit>, Checked<CloseSender>, Checked<Reopen>,
-                       Checked<CorruptReopen>>());
+                       Checked<Flush>, Checked<Commit>, Checked<CommitAt>, Checked<CloseSender>,
+                       Checked<Reopen>, Checked<CorruptReopen>>());
 }
 
 // The same model on a file system that fails writes, fdatasyncs and directory fsyncs on
@@ -807,8 +945,8 @@ RC_GTEST_PROP(Model, RandomCommandSequencesWithDiskFaults, ()) {
                    rc::state::gen::execOneOfWithArgs<
                        Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>,
                        Checked<Recv>, Checked<Recv>, Checked<Recv>, Checked<RecvMany>, Checked<Drain>,
-                       Checked<Flush>, Checked<Commit>, Checked<CloseSender>, Checked<Reopen>,
-                       Checked<ArmFault>, Checked<ArmFault>, Checked<Heal>, Checked<PowerCut>>());
+                       Checked<Flush>, Checked<Commit>, Checked<CommitAt>, Checked<CloseSender>,
+                       Checked<Reopen>, Checked<ArmFault>, Checked<ArmFault>, Checked<Heal>, Checked<PowerCut>>());
 }
 
 // ---- regressions found by the model ---------------------------------------------------

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -158,15 +159,21 @@ class Core {
   // be written now.
   Status next_disk_item(std::string_view& out, bool& got, const Wait& wait);
   bool disk_item_pending() const noexcept { return page_due_ || read_left_ > 0; }
-  // [receiver] Persists the delivery position; see Receiver::commit.
-  Status commit();
+  // [receiver] The delivery position: every item numbered below it was handed out, or
+  // passed over (damaged, dropped). See Receiver::position.
+  std::uint64_t position() const noexcept { return deliver_seq_; }
+  // [receiver] Persists `position` (at most position()) as the commit position, and lets
+  // go of what only the items numbered below it kept: their held memory (footprint and
+  // encoding) and segments wholly below it. See Receiver::commit.
+  Status commit(std::uint64_t position);
+  Status commit() { return commit(deliver_seq_); }
   // [receiver, mu] manual_commit: a memory item handed out stays charged against the
-  // budget, and is kept encoded (for a clean shutdown) until commit().
+  // budget, and is kept encoded (for a clean shutdown) until a commit passes it.
   bool holds_uncommitted() const noexcept { return opt_.manual_commit; }
-  std::uint64_t uncommitted_footprint = 0;  // [mu]
-  // [receiver] The encoding of the memory item just handed out goes after begin_held().
+  // [receiver] The encoding of the memory item just handed out goes after begin_held(),
+  // which is told the footprint it stays charged.
   std::string& held() noexcept { return held_.back().raw; }
-  void begin_held();
+  void begin_held(std::uint64_t footprint);
   void end_held();
   // [receiver] One more item handed out from memory / one item failed to deserialize.
   void delivered_memory_item() noexcept;
@@ -271,7 +278,12 @@ class Core {
   std::uint32_t read_attempts_ = 0;   // failed reads of the due page so far
   Clock::time_point read_retry_at_{};  // when the due page may be read again
   Status read_error_;                  // why its last read failed
+  // [receiver] Lets go of the held items numbered below `position`: their encodings leave
+  // held_ (a page partly below it is cut), and the sum of their footprints is returned.
+  std::uint64_t release_held(std::uint64_t position);
+
   std::vector<RawPage> held_;      // manual_commit: memory items handed out, not committed
+  std::deque<std::uint64_t> held_footprints_;  // the footprint of each item in held_, in order
   std::size_t held_mark_ = 0;
   std::uint64_t deliver_seq_ = 0;  // high-water mark: every item numbered below it was handed out (or lost to damage)
   // Written only by the receiver; read by stats() for reporting. No ordering is derived

@@ -303,6 +303,8 @@ class Queue {
   }
 
   Status commit() { return core_->commit(); }
+  Status commit(std::uint64_t position) { return core_->commit(position); }
+  std::uint64_t position() const noexcept { return core_->position(); }
 
   Status flush() {
     std::unique_lock lk(core_->mu);
@@ -507,13 +509,12 @@ class Queue {
   }
 
   // [mu] Hands out the front memory item. With manual_commit it stays charged against the
-  // budget until commit(), and a copy of its encoding is kept so that a clean shutdown can
+  // budget until a commit passes it, and a copy of its encoding is kept so that a clean shutdown can
   // give it back.
   void take_memory_item(Memory<T>& m, T& out) {
     Core& c = *core_;
     if (c.holds_uncommitted()) {
-      c.uncommitted_footprint += m.footprint;
-      c.begin_held();
+      c.begin_held(m.footprint);
       encode(m.item, c.held());
       c.end_held();
     } else {
