@@ -281,6 +281,8 @@ class Queue {
   }
 
   Status commit() { return core_->commit(); }
+  Status commit(std::uint64_t position) { return core_->commit(position); }
+  std::uint64_t position() const noexcept { return core_->position(); }
 
   Status flush() {
     std::unique_lock lk(core_->mu);
@@ -491,7 +493,7 @@ class Queue {
     Core& c = *core_;
     if (c.holds_uncommitted()) {
       c.uncommitted_footprint += m.footprint;
-      c.begin_held();
+      c.begin_held(m.footprint);
       encode(m.item, c.held());
       c.end_held();
     } else {
