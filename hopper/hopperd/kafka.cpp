@@ -183,8 +183,9 @@ void KafkaEgress::serve(std::chrono::milliseconds wait) {
 }
 
 void KafkaEgress::update_gauges() {
+  if (auto through = window_.pop_settled()) acked_end_ = *through;  // the front is now unsettled
   const AckWindow::Entry* oldest = window_.oldest();
-  counters_.in_flight.store(window_.size(), std::memory_order_relaxed);
+  counters_.in_flight.store(window_.outstanding() + window_.retries(), std::memory_order_relaxed);
   counters_.oldest_unacked_since.store(
       oldest ? static_cast<std::uint64_t>(
                    std::chrono::duration_cast<std::chrono::nanoseconds>(oldest->since.time_since_epoch()).count())
@@ -214,8 +215,8 @@ KafkaEgress::Produced KafkaEgress::produce(AckWindow::Id id, const std::string& 
   return Produced::failed;
 }
 
+// Counted once dealt with: whoever sees the count finds the line in the dead-letter queue.
 void KafkaEgress::reject(const std::string& line, const std::string& why) {
-  bump(counters_.rejected);
   std::string kept = "dropped";
   if (dead_letter_) {
     Status s = dead_letter_->sender.try_send(std::string(line));
@@ -228,6 +229,7 @@ void KafkaEgress::reject(const std::string& line, const std::string& why) {
       kept = "LOST: the dead-letter queue refused it: " + s.message();
     }
   }
+  bump(counters_.rejected);
   std::uint64_t held = 0;
   if (reject_log_.allow(held))
     log_->warn("output {}: a line of {} bytes was rejected for good ({}); {}{}", config_.name, line.size(), why, kept,

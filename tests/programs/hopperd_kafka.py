@@ -7,7 +7,8 @@ send order, and the duplicates are counted (the idempotent producer allows none 
 session).
 
 A second output to another topic has message.timeout.ms shorter than the outage: its
-lines time out inside librdkafka and hopperd produces them again, in order."""
+lines time out inside librdkafka and hopperd produces them again, in order. Last, a
+broker answer fatal to the idempotent producer: hopperd replaces the producer."""
 
 import os
 import time
@@ -22,7 +23,9 @@ work = temp_dir()
 qdir = os.path.join(work, "queue")
 dldir = os.path.join(work, "dead-letter")
 cluster = MockCluster(a.mock, brokers=3, topic="telemetry", partitions=4)
-cluster.create_topic("timeouts", 3)
+# The second output has a cluster of its own: injected errors hit the next request to
+# the cluster, whoever sends it.
+cluster2 = MockCluster(a.mock, brokers=1, topic="timeouts", partitions=3)
 
 config = f"""
 [input]
@@ -50,7 +53,7 @@ reconnect.backoff.max.ms = 500
 [[output]]
 name = "timeouts"
 type = "kafka"
-brokers = "{cluster.bootstraps}"
+brokers = "{cluster2.bootstraps}"
 topic = "timeouts"
 key = "field:1"
 queue_dir = "{qdir}-timeouts"
@@ -97,6 +100,7 @@ check(got.key_mismatch == 0, "each message's key is the line's first field")
 
 # 2. Every broker down: the lines back up into the queue (memory, then disk); then up.
 cluster.down()
+cluster2.down()
 wait_for(lambda: metric("hopperd_output_connected") == 0, 30, "the output seeing the brokers gone")
 status, body = healthz("/healthz")
 check(status == 200 and "unreachable" in body, "/healthz: 200 (hopperd serves) and says the brokers are unreachable")
@@ -120,6 +124,7 @@ check(m.get("hopperd_output_queue_disk_items{%s}" % K, 0) > 0, "the rest waits o
 check(m.get("hopperd_output_oldest_unacked_seconds{%s}" % K, 0) > 1.0, "the oldest unacknowledged line's age grows")
 time.sleep(2)
 cluster.up()
+cluster2.up()
 wait_for(lambda: metric("hopperd_output_delivered_total") >= len(sent), 90, "the backlog acknowledged after the outage")
 wait_for(lambda: metric("hopperd_output_in_flight") == 0, 10, "nothing left in flight")
 got = Delivery(cluster.consume(os.path.join(work, "c2.tsv")), sent)
@@ -132,7 +137,7 @@ T = 'output="timeouts"'
 wait_for(lambda: hd.metric('hopperd_output_delivered_total{%s}' % T) >= len(sent), 60,
          "the output with timeouts caught up")
 retried = hd.metric('hopperd_output_retried_total{%s}' % T)
-timed = Delivery(cluster.consume(os.path.join(work, "t2.tsv"), topic="timeouts"), sent)
+timed = Delivery(cluster2.consume(os.path.join(work, "t2.tsv")), sent)
 print("output whose lines timed out in librdkafka: %d produced again;" % retried, timed.summary(), flush=True)
 check(retried > 0, "lines that timed out inside librdkafka were produced again by hopperd")
 check(not timed.missing and not timed.unknown and timed.order_violations == 0,
@@ -148,20 +153,7 @@ wait_for(lambda: metric("hopperd_output_delivered_total") >= len(sent), 30, "the
 check(metric("hopperd_output_rejected_total") == 1, "one line rejected")
 check(tool_lines(a.hopper, dldir) == [big], "hopper dump reads the rejected line from the dead-letter queue")
 
-# 4. A batch the brokers refuse for good (MESSAGE_TOO_LARGE from the broker): its lines
-# are rejected and dead-lettered; the output goes on.
-cluster.produce_errors(1, 10)
-batch = lines("refused", 200)
-send_tcp(hd.tcp(), batch)
-wait_for(lambda: metric("hopperd_output_delivered_total") + metric("hopperd_output_rejected_total") >= len(sent) + 201,
-         30, "the refused batch settled")
-rejected = int(metric("hopperd_output_rejected_total")) - 1
-dead = tool_lines(a.hopper, dldir)[1:]
-check(rejected > 0 and len(dead) == rejected and set(dead) <= set(batch),
-      "the broker's refusal rejected %d lines, all in the dead-letter queue" % rejected)
-sent += [l for l in batch if l not in set(dead)]
-
-# 5. Retriable errors (NOT_ENOUGH_REPLICAS) are retried by the producer: nothing lost.
+# 4. Retriable errors (NOT_ENOUGH_REPLICAS) are retried by the producer: nothing lost.
 cluster.produce_errors(5, 19)
 batch = lines("retriable", 5000)
 send_tcp(hd.tcp(), batch)
@@ -175,10 +167,46 @@ check(not got.missing and not got.unknown, "every line that was not rejected arr
 check(got.order_violations == 0, "each key's lines in send order")
 check(got.duplicates == 0, "no duplicates within the session")
 
+# 5. The producer fails for good (the broker answers OUT_OF_ORDER_SEQUENCE_NUMBER, fatal to
+# an idempotent producer): hopperd replaces it and produces what it held again, in order.
+cluster.produce_errors(1, 45)
+batch = lines("fatal", 5000)
+send_tcp(hd.tcp(), batch)
+sent += batch
+wait_for(lambda: metric("hopperd_output_delivered_total") >= len(sent), 60, "the lines after a fatal error delivered")
+check(metric("hopperd_output_producer_restarts_total") == 1 and metric("hopperd_output_retried_total") > 0,
+      "the producer was replaced once and %d lines produced again" % metric("hopperd_output_retried_total"))
+got = Delivery(cluster.consume(os.path.join(work, "c4.tsv")), sent)
+print("after a fatal producer error:", got.summary(), flush=True)
+check(not got.missing and not got.unknown and got.order_violations == 0,
+      "every line arrived after the producer was replaced, each key in send order")
+
+# 6. A batch the brokers refuse for good (MESSAGE_TOO_LARGE from the broker): its lines
+# are rejected and dead-lettered; the output goes on. Last, because the mock cluster's
+# emulation of idempotence does not survive it: after a refused request librdkafka
+# resynchronises the partition's sequence numbers, and the mock may then acknowledge a
+# later batch as a duplicate of one of its last five without writing it (seen once in
+# about six runs). So after this only hopperd's own counts are checked, not the topic.
+cluster.produce_errors(1, 10)
+batch = lines("refused", 200)
+send_tcp(hd.tcp(), batch)
+wait_for(lambda: metric("hopperd_output_delivered_total") + metric("hopperd_output_rejected_total") >= len(sent) + 201,
+         30, "the refused batch settled")
+rejected = int(metric("hopperd_output_rejected_total")) - 1
+dead = tool_lines(a.hopper, dldir)[1:]
+check(rejected > 0 and len(dead) == rejected and set(dead) <= set(batch),
+      "the broker's refusal rejected %d lines, all in the dead-letter queue" % rejected)
+after = lines("after-refused", 1000)
+send_tcp(hd.tcp(), after)
+wait_for(lambda: metric("hopperd_output_delivered_total") >= len(sent) + len(batch) - rejected + len(after), 30,
+         "the lines after the refused batch acknowledged")
+check(metric("hopperd_output_in_flight") == 0, "nothing left in flight")
+
 rc, took = hd.stop()
 check(rc == 0, "hopperd exits 0 on SIGTERM (%.2f s)" % took)
 check(tool_lines(a.hopper, qdir) == [], "the queue is empty after a clean stop")
 cluster.close()
+cluster2.close()
 print("kafka e2e: %d lines, %d rejected (dead-lettered), duplicates after an outage %d" % (
     len(sent), rejected + 1, outage_duplicates), flush=True)
 print("1 passed, 0 failed")

@@ -115,8 +115,10 @@ class Delivery:
                 last[k] = position[v]
 
     def summary(self):
-        return "%d messages, %d distinct, %d missing, %d duplicates, %d order violations" % (
-            len(self.values), len(set(self.values)), len(self.missing), self.duplicates, self.order_violations)
+        return "%d messages, %d distinct, %d missing%s, %d not sent%s, %d duplicates, %d order violations" % (
+            len(self.values), len(set(self.values)), len(self.missing),
+            " (first: %s)" % self.missing[:3] if self.missing else "", len(self.unknown),
+            " (first: %s)" % sorted(self.unknown)[:3] if self.unknown else "", self.duplicates, self.order_violations)
 
 
 def tool_lines(hopper, directory):
