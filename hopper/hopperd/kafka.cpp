@@ -36,6 +36,16 @@ AckWindow::Id AckWindow::push(std::uint64_t end, std::string line, Clock::time_p
   return first_ + entries_.size() - 1;
 }
 
+std::string AckWindow::pop_back(Id id) noexcept {
+  if (entries_.empty() || id != first_ + entries_.size() - 1) return {};
+  Entry& e = entries_.back();
+  if (e.state == State::sent) --sent_;
+  if (e.state == State::retry) --retry_;
+  std::string line = std::move(e.line);
+  entries_.pop_back();
+  return line;
+}
+
 AckWindow::Entry* AckWindow::find(Id id) noexcept {
   if (id < first_ || id - first_ >= entries_.size()) return nullptr;
   return &entries_[static_cast<std::size_t>(id - first_)];
@@ -109,6 +119,8 @@ bool permanent(rd_kafka_resp_err_t err) noexcept {
 
 constexpr std::chrono::milliseconds kIdleWait{100};  // recv_for with nothing in flight
 constexpr std::chrono::milliseconds kBusyWait{5};    // each of poll and recv while lines are in flight
+constexpr std::uint32_t kBurst = 256;                // lines between two polls when busy
+constexpr std::size_t kBatch = 256;                  // lines taken from the queue at once
 
 }  // namespace
 
@@ -195,9 +207,9 @@ void KafkaEgress::update_gauges() {
 
 KafkaEgress::Produced KafkaEgress::produce(AckWindow::Id id, const std::string& line) {
   const std::optional<std::string_view> key = line_key(line, config_.kafka.key_field);
-  // RD_KAFKA_MSG_F_COPY: librdkafka keeps its own copy; ours stays in the window for a
-  // retry or the dead-letter queue.
-  const int rc = rd_kafka_produce(topic_, RD_KAFKA_PARTITION_UA, RD_KAFKA_MSG_F_COPY, const_cast<char*>(line.data()),
+  // No copy: `line` is the window's, which keeps it in place until the delivery report
+  // (and for a retry or the dead-letter queue). The key is copied by librdkafka always.
+  const int rc = rd_kafka_produce(topic_, RD_KAFKA_PARTITION_UA, 0, const_cast<char*>(line.data()),
                                   line.size(), key ? key->data() : nullptr, key ? key->size() : 0,
                                   reinterpret_cast<void*>(static_cast<std::uintptr_t>(id)));
   if (rc == 0) return Produced::ok;
@@ -369,13 +381,23 @@ void KafkaEgress::run(hopper::Receiver<std::string>& receiver, const std::functi
                       const std::function<Clock::time_point()>& hard_deadline) {
   committed_end_ = acked_end_ = receiver.position();
   last_commit_ = Clock::now();
-  std::string line;
-  bool have_line = false;  // received, not yet in the window
-  std::uint64_t line_end = 0;
+  // Lines received, not yet in the window: batch[next...]. Each line's queue position is
+  // exact when the batch has no gap (no damaged or dropped item passed over), else the
+  // batch's start for all but its last line: committing less is always safe.
+  std::vector<std::string> batch;
+  std::size_t next = 0;
+  std::uint64_t batch_start = 0, batch_end = 0;
+  bool exact = true;
   std::uint64_t receive_failures = 0;
+  // Lines produced since the last service (poll, commit, clock): a busy output pays for
+  // those once per kBurst lines, not per line.
+  std::uint32_t burst = 0;
+  Clock::time_point now = Clock::now();
 
   while (!stopping()) {
+    if (burst > 0) goto take;  // the fast path: straight to the next line
     serve(std::chrono::milliseconds(0));
+    now = Clock::now();
     if (fatal_) {
       // Whatever the old producer held is void: its lines are produced again, in order.
       if (rk_) {
@@ -421,19 +443,33 @@ void KafkaEgress::run(hopper::Receiver<std::string>& receiver, const std::functi
       serve(kBusyWait * 10);
       continue;
     }
-    if (!have_line) {
-      const bool busy = window_.outstanding() > 0;
-      Status s = busy ? receiver.recv_for(line, kBusyWait) : receiver.recv_for(line, kIdleWait);
+  take:
+    if (next == batch.size()) {
+      batch.clear();
+      next = 0;
+      batch_start = receiver.position();
+      Status s = receiver.try_recv_many(batch, kBatch);
+      if (s.code() == Errc::empty) {
+        if (burst > 0) {  // serve before waiting
+          burst = 0;
+          continue;
+        }
+        const bool busy = window_.outstanding() > 0;
+        s = receiver.recv_many_for(batch, kBatch, busy ? kBusyWait : kIdleWait);
+        now = Clock::now();
+      }
       if (s.code() == Errc::timeout) {
-        if (busy) serve(kBusyWait);
+        if (window_.outstanding() > 0) serve(kBusyWait);
         else commit(receiver, true);  // idle: persist the position now
         continue;
       }
       if (s.code() == Errc::closed) {
+        burst = 0;
         serve(kIdleWait);  // senders gone: we are stopping
         continue;
       }
       if (!s.ok()) {
+        burst = 0;
         bump(counters_.receive_errors);
         if (++receive_failures == 1 || receive_failures % 20 == 0)
           log_->warn("output {}: reading its queue: {} (retrying)", config_.name, s.message());
@@ -441,26 +477,28 @@ void KafkaEgress::run(hopper::Receiver<std::string>& receiver, const std::functi
         continue;
       }
       receive_failures = 0;
-      have_line = true;
-      line_end = receiver.position();
+      batch_end = receiver.position();
+      exact = batch_end - batch_start == batch.size();
     }
-    const Produced p = produce(window_.next_id(), line);
+    const std::uint64_t end = exact ? batch_start + next + 1 : next + 1 == batch.size() ? batch_end : batch_start;
+    const AckWindow::Id id = window_.push(end, std::move(batch[next]), now);
+    const Produced p = produce(id, window_.find(id)->line);
     if (p == Produced::ok || p == Produced::rejected) {
-      // A rejected line is settled at once: the commit may pass it.
-      window_.push(line_end, std::move(line), Clock::now(),
-                   p == Produced::ok ? AckWindow::State::sent : AckWindow::State::done);
-      have_line = false;
-      line.clear();
+      if (p == Produced::rejected) window_.settle(id, AckWindow::State::done);  // the commit may pass it
+      ++next;
+      if (++burst == kBurst) burst = 0;
       continue;
     }
+    batch[next] = window_.pop_back(id);
     // Not taken (librdkafka's queue is full, or an error): kept for the next round; the
     // reports of what is in flight make the room.
+    burst = 0;
     serve(p == Produced::queue_full ? kBusyWait * 4 : kIdleWait);
   }
 
   // Stopping: nothing new. What is in flight may still be acknowledged while a broker is
   // reachable, until the hard deadline; then the rest is purged, uncommitted, and comes
-  // back from the queue on the next start (with a line received but not produced).
+  // back from the queue on the next start (with the lines received but not produced).
   const Clock::time_point deadline = hard_deadline();
   while (rk_ && window_.outstanding() > 0 && brokers_reachable() && !fatal_ && Clock::now() < deadline)
     serve(kBusyWait * 4);

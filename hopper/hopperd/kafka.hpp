@@ -52,7 +52,11 @@ class AckWindow {
   // The id the next push gets (librdkafka carries it in the message, so it is known first).
   Id next_id() const noexcept { return first_ + entries_.size(); }
   Id push(std::uint64_t end, std::string line, std::chrono::steady_clock::time_point now, State state = State::sent);
-  // nullptr when `id` is not (or no longer) in the window.
+  // Takes back the line just pushed (librdkafka did not take it). `id` must be the last.
+  std::string pop_back(Id id) noexcept;
+  // nullptr when `id` is not (or no longer) in the window. An entry's line does not move
+  // while it is in the window (std::deque keeps elements in place when its ends change):
+  // librdkafka reads it from there until its delivery report.
   Entry* find(Id id) noexcept;
   // A delivery report: ok, retry or done (rejected). Reports for a line that is not `sent`
   // are ignored (a purge after a report, say). Returns false for an unknown id.

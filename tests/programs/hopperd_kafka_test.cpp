@@ -43,9 +43,14 @@ TEST(KafkaConfig, DefaultsAndDerivedQueue) {
   EXPECT_EQ(p["acks"], "all");
   EXPECT_EQ(p["enable.idempotence"], "true");
   EXPECT_EQ(p["message.timeout.ms"], "0");
-  // A quarter of the memory budget: librdkafka holds little, the hopper queue the rest.
-  EXPECT_EQ(p["queue.buffering.max.kbytes"], std::to_string(16 << 10));
-  EXPECT_EQ(o.kafka.queue_bytes, 16u << 20);
+  // A quarter of the memory budget, at most 8 MiB and 100,000 messages: librdkafka holds
+  // little, the hopper queue the rest.
+  EXPECT_EQ(p["queue.buffering.max.kbytes"], std::to_string(8 << 10));
+  EXPECT_EQ(p["queue.buffering.max.messages"], "100000");
+  auto small = parse_config(kHead + kKafka + "max_memory_bytes = \"1MiB\"\n", "t.toml");
+  ASSERT_TRUE(small.ok()) << small.status().message();
+  EXPECT_EQ(small->outputs[0].kafka.queue_bytes, 256u << 10);
+  EXPECT_EQ(properties(small->outputs[0].kafka)["queue.buffering.max.messages"], "8192");
 }
 
 TEST(KafkaConfig, PassThroughOverridesAndDottedKeys) {

@@ -17,6 +17,9 @@
 //   consume TOPIC FILE           reads every partition of TOPIC from the beginning to its
 //                                end and writes "PARTITION<TAB>OFFSET<TAB>KEY<TAB>VALUE"
 //                                lines to FILE (KEY "-" when null); answers "ok COUNT"
+//   offsets TOPIC                "ok LOW HIGH": the sums over the partitions of the first
+//                                offset kept and the next offset (the mock keeps a bounded
+//                                log per partition: HIGH counts every message appended)
 //   quit                         (also at end of input: the cluster never outlives its test)
 //
 // Single-threaded apart from librdkafka's own threads.
@@ -146,6 +149,35 @@ long consume_all(const std::string& bootstraps, const std::string& topic, const 
   return count;
 }
 
+bool sum_offsets(const std::string& bootstraps, const std::string& topic, int64_t& low, int64_t& high,
+                 std::string& why) {
+  Kafka c = make_client(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstraps}, {"group.id", "hopper-test-reader"},
+                                             {"log_level", "3"}});
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(c.get(), topic.c_str(), nullptr);
+  rd_kafka_resp_err_t err = rd_kafka_metadata(c.get(), 0, rkt, &md, 10000);
+  rd_kafka_topic_destroy(rkt);
+  if (err) {
+    why = std::string("metadata: ") + rd_kafka_err2str(err);
+    return false;
+  }
+  int partitions = 0;
+  for (int i = 0; i < md->topic_cnt; ++i)
+    if (topic == md->topics[i].topic) partitions = md->topics[i].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  low = high = 0;
+  for (int p = 0; p < partitions; ++p) {
+    int64_t lo = 0, hi = 0;
+    if ((err = rd_kafka_query_watermark_offsets(c.get(), topic.c_str(), p, &lo, &hi, 10000))) {
+      why = std::string("watermarks: ") + rd_kafka_err2str(err);
+      return false;
+    }
+    low += lo;
+    high += hi;
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -207,6 +239,15 @@ int main(int argc, char** argv) {
       std::vector<rd_kafka_resp_err_t> errs(n, static_cast<rd_kafka_resp_err_t>(code));
       rd_kafka_mock_push_request_errors_array(cluster, 0 /* Produce */, n, errs.data());
       std::cout << "ok" << std::endl;
+    } else if (cmd == "offsets") {
+      std::string t, why;
+      if (!(in >> t)) {
+        std::cout << "error usage: offsets TOPIC" << std::endl;
+        continue;
+      }
+      int64_t low = 0, high = 0;
+      if (!sum_offsets(bootstraps, t, low, high, why)) std::cout << "error " << why << std::endl;
+      else std::cout << "ok " << low << " " << high << std::endl;
     } else if (cmd == "consume") {
       std::string t, path, why;
       if (!(in >> t >> path)) {

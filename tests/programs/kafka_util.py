@@ -60,8 +60,15 @@ class MockCluster:
     def produce_errors(self, count, code):
         self.command("produce_errors %d %d" % (count, code))
 
+    def offsets(self, topic=None):
+        """(first offset kept, next offset), summed over the partitions. The mock keeps a
+        bounded log per partition; the second counts every message ever appended."""
+        _, low, high = self.command("offsets %s" % (topic or self.topic)).split()
+        return int(low), int(high)
+
     def consume(self, path, topic=None):
-        """Every message of the topic now: [(partition, offset, key or None, value)]."""
+        """Every message of the topic now: [(partition, offset, key or None, value)]. The
+        mock keeps a bounded log per partition (several MB): read small topics only."""
         self.command("consume %s %s" % (topic or self.topic, path))
         out = []
         with open(path, "rb") as f:
