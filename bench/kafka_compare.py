@@ -39,7 +39,7 @@ p.add_argument("--lines", type=int, default=500000)
 p.add_argument("--runs", type=int, default=3)
 p.add_argument("--outage", type=float, default=10.0, help="seconds each downstream is away")
 p.add_argument("--outages", type=int, default=2, help="outages per output type")
-p.add_argument("--rate", type=int, default=20000, help="lines/s of the paced stream during outages")
+p.add_argument("--rate", type=int, default=10000, help="lines/s of the paced stream during outages")
 p.add_argument("--only", choices=["throughput", "outage"], help="run one of the two measurements")
 p.add_argument("--json", action="store_true")
 a = p.parse_args()
@@ -166,7 +166,7 @@ def outage_run(kind):
     d = os.path.join(work, "outage-" + kind)
     os.makedirs(d)
     if kind == "kafka":
-        cluster = MockCluster(mock_bin, brokers=3, topic="dup", partitions=4)
+        cluster = MockCluster(mock_bin, brokers=3, topic="dup", partitions=8)  # fits the mock's log
         output = f'type = "kafka"\nbrokers = "{cluster.bootstraps}"\ntopic = "dup"\nkey = "field:1"\n'
         away, back = cluster.down, cluster.up
     else:
