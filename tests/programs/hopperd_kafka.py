@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 
 from e2e_util import Hopperd, check, send_tcp, temp_dir, wait_for
-from kafka_util import Delivery, MockCluster, args, tool_lines
+from kafka_util import Delivery, MockCluster, args, keyed_lines, output_metric, tool_lines
 
 a = args()
 work = temp_dir()
@@ -66,12 +66,12 @@ hd = Hopperd(a.hopperd, work, config).start()
 K = 'output="kafka"'
 
 
-def lines(tag, n, keys=50):
-    return ["kafka.%s.m%02d %d 1700000000" % (tag, i % keys, i) for i in range(n)]
+def lines(tag, n):
+    return keyed_lines(tag, n, keys=50)
 
 
 def metric(name):
-    return hd.metric("%s{%s}" % (name, K))
+    return output_metric(hd, name)
 
 
 def healthz(path):

@@ -17,7 +17,7 @@ import threading
 import time
 
 from e2e_util import Hopperd, check, send_tcp, temp_dir, wait_for
-from kafka_util import Delivery, MockCluster, args, tool_lines
+from kafka_util import Delivery, MockCluster, args, keyed_lines, output_metric, tool_lines
 
 a = args()
 work = temp_dir()
@@ -50,12 +50,12 @@ hd = Hopperd(a.hopperd, work, config).start()
 K = 'output="kafka"'
 
 
-def lines(tag, n, keys=40):
-    return ["kafka.%s.m%02d %d 1700000000" % (tag, i % keys, i) for i in range(n)]
+def lines(tag, n):
+    return keyed_lines(tag, n, keys=40)
 
 
 def metric(name):
-    return hd.metric("%s{%s}" % (name, K))
+    return output_metric(hd, name)
 
 
 sent = []

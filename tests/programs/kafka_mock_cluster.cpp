@@ -61,6 +61,24 @@ Kafka make_client(rd_kafka_type_t type, const std::vector<std::pair<std::string,
   return Kafka(rk);
 }
 
+// The partitions of `topic`, or 0 with `why`.
+int partition_count(rd_kafka_t* rk, const std::string& topic, std::string& why) {
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_topic_t* rkt = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+  rd_kafka_topic_destroy(rkt);
+  if (err) {
+    why = std::string("metadata: ") + rd_kafka_err2str(err);
+    return 0;
+  }
+  int partitions = 0;
+  for (int i = 0; i < md->topic_cnt; ++i)
+    if (topic == md->topics[i].topic) partitions = md->topics[i].partition_cnt;
+  rd_kafka_metadata_destroy(md);
+  if (partitions == 0) why = "topic " + topic + " has no partitions";
+  return partitions;
+}
+
 // Reads all of `topic` into `path`; returns the number of messages, or -1 with `why`.
 long consume_all(const std::string& bootstraps, const std::string& topic, const std::string& path, std::string& why) {
   Kafka c = make_client(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstraps},
@@ -68,22 +86,9 @@ long consume_all(const std::string& bootstraps, const std::string& topic, const 
                                              {"enable.auto.commit", "false"},
                                              {"enable.partition.eof", "true"},
                                              {"log_level", "3"}});
-  const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(c.get(), topic.c_str(), nullptr);
-  rd_kafka_resp_err_t err = rd_kafka_metadata(c.get(), 0, rkt, &md, 10000);
-  rd_kafka_topic_destroy(rkt);
-  if (err) {
-    why = std::string("metadata: ") + rd_kafka_err2str(err);
-    return -1;
-  }
-  int partitions = 0;
-  for (int i = 0; i < md->topic_cnt; ++i)
-    if (topic == md->topics[i].topic) partitions = md->topics[i].partition_cnt;
-  rd_kafka_metadata_destroy(md);
-  if (partitions == 0) {
-    why = "topic " + topic + " has no partitions";
-    return -1;
-  }
+  const int partitions = partition_count(c.get(), topic, why);
+  if (partitions <= 0) return -1;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
   rd_kafka_topic_partition_list_t* parts = rd_kafka_topic_partition_list_new(partitions);
   std::vector<int64_t> high(static_cast<std::size_t>(partitions), 0);
   std::vector<bool> done(static_cast<std::size_t>(partitions), true);
@@ -153,18 +158,9 @@ bool sum_offsets(const std::string& bootstraps, const std::string& topic, int64_
                  std::string& why) {
   Kafka c = make_client(RD_KAFKA_CONSUMER, {{"bootstrap.servers", bootstraps}, {"group.id", "hopper-test-reader"},
                                              {"log_level", "3"}});
-  const rd_kafka_metadata_t* md = nullptr;
-  rd_kafka_topic_t* rkt = rd_kafka_topic_new(c.get(), topic.c_str(), nullptr);
-  rd_kafka_resp_err_t err = rd_kafka_metadata(c.get(), 0, rkt, &md, 10000);
-  rd_kafka_topic_destroy(rkt);
-  if (err) {
-    why = std::string("metadata: ") + rd_kafka_err2str(err);
-    return false;
-  }
-  int partitions = 0;
-  for (int i = 0; i < md->topic_cnt; ++i)
-    if (topic == md->topics[i].topic) partitions = md->topics[i].partition_cnt;
-  rd_kafka_metadata_destroy(md);
+  const int partitions = partition_count(c.get(), topic, why);
+  if (partitions <= 0) return false;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
   low = high = 0;
   for (int p = 0; p < partitions; ++p) {
     int64_t lo = 0, hi = 0;

@@ -87,6 +87,16 @@ class MockCluster:
             self.proc.wait(timeout=30)
 
 
+def keyed_lines(tag, n, keys=50):
+    """n unique lines "kafka.TAG.mKK I 1700000000" over `keys` keys (the first field)."""
+    return ["kafka.%s.m%02d %d 1700000000" % (tag, i % keys, i) for i in range(n)]
+
+
+def output_metric(hd, name, output="kafka"):
+    """One sample of an output's metric family from hopperd's /metrics."""
+    return hd.metric('%s{output="%s"}' % (name, output))
+
+
 def key_of(line, field):
     parts = line.split()
     return parts[field - 1] if len(parts) >= field else None
