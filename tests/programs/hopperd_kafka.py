@@ -7,8 +7,9 @@ send order, and the duplicates are counted (the idempotent producer allows none 
 session).
 
 A second output to another topic has message.timeout.ms shorter than the outage: its
-lines time out inside librdkafka and hopperd produces them again, in order. Last, a
-broker answer fatal to the idempotent producer: hopperd replaces the producer."""
+lines time out inside librdkafka and hopperd produces them again, in order. Then a broker
+answer fatal to the idempotent producer: hopperd replaces the producer. Last, a topic that
+does not exist and a write refused as not authorized: rejected, never wedging."""
 
 import os
 import time
@@ -206,6 +207,59 @@ rc, took = hd.stop()
 check(rc == 0, "hopperd exits 0 on SIGTERM (%.2f s)" % took)
 check(tool_lines(a.hopper, qdir) == [], "the queue is empty after a clean stop")
 cluster.close()
+
+# 7. A topic the brokers say does not exist (after topic.metadata.propagation.max.ms), and
+# a write the brokers refuse as not authorized: rejected, dead-lettered, never wedging.
+# Another hopperd, on the second cluster.
+cluster2.topic_error("missing", 3)
+work2 = temp_dir()
+dl2 = os.path.join(work2, "dead-letter")
+hd2 = Hopperd(a.hopperd, work2, f"""
+[input]
+tcp = "127.0.0.1:0"
+[metrics]
+listen = "127.0.0.1:0"
+[[output]]
+name = "missing"
+type = "kafka"
+brokers = "{cluster2.bootstraps}"
+topic = "missing"
+queue_dir = "{os.path.join(work2, 'q1')}"
+on_reject = "dead_letter"
+dead_letter_dir = "{dl2}"
+[output.librdkafka]
+topic.metadata.propagation.max.ms = 1000
+[[output]]
+name = "denied"
+type = "kafka"
+brokers = "{cluster2.bootstraps}"
+topic = "timeouts"
+queue_dir = "{os.path.join(work2, 'q2')}"
+""", name="hopperd2").start()
+wait_for(lambda: output_metric(hd2, "hopperd_kafka_brokers_up", "denied") >= 1, 20, "the second hopperd connected")
+cluster2.produce_errors(1, 29)
+batch = lines("unknown-topic", 100)
+send_tcp(hd2.tcp(), batch)
+wait_for(lambda: output_metric(hd2, "hopperd_output_dead_lettered_total", "missing") >= 100, 30,
+         "the lines for a topic that does not exist rejected")
+check(tool_lines(a.hopper, dl2) == batch, "... and in the dead-letter queue, in order")
+wait_for(lambda: output_metric(hd2, "hopperd_output_rejected_total", "denied") > 0 and
+         output_metric(hd2, "hopperd_output_rejected_total", "denied") +
+         output_metric(hd2, "hopperd_output_delivered_total", "denied") >= 100, 30, "the refused write settled")
+denied = output_metric(hd2, "hopperd_output_rejected_total", "denied")
+check(denied > 0, "a write refused as not authorized: %d lines rejected (dropped, counted)" % denied)
+# librdkafka fails the topic's lines locally until its metadata is refreshed (about a
+# second here), so lines sent right after are rejected too; then the output goes on.
+for k in range(40):
+    send_tcp(hd2.tcp(), lines("after-denied%02d" % k, 10))
+    time.sleep(0.25)
+    if output_metric(hd2, "hopperd_output_delivered_total", "denied") > 0:
+        break
+check(output_metric(hd2, "hopperd_output_delivered_total", "denied") > 0,
+      "lines are delivered again after the refused write (%d more rejected meanwhile)" % (
+          output_metric(hd2, "hopperd_output_rejected_total", "denied") - denied))
+rc, _ = hd2.stop()
+check(rc == 0, "the second hopperd exits 0")
 cluster2.close()
 print("kafka e2e: %d lines, %d rejected (dead-lettered), duplicates after an outage %d" % (
     len(sent), rejected + 1, outage_duplicates), flush=True)

@@ -11,6 +11,8 @@
 //                                refuses new ones
 //   up [ID]                      accepts again
 //   create_topic NAME P          a topic of P partitions
+//   topic_error TOPIC CODE       metadata requests for TOPIC fail with Kafka error CODE
+//                                (3 unknown topic, 29 not authorized; 0 clears it)
 //   produce_errors N CODE        the next N Produce requests fail with Kafka error CODE
 //                                (a number, e.g. 10 for MESSAGE_TOO_LARGE; -195 for a
 //                                disconnect)
@@ -225,6 +227,15 @@ int main(int argc, char** argv) {
       }
       const rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(cluster, name.c_str(), p, 1);
       std::cout << (err ? std::string("error ") + rd_kafka_err2str(err) : std::string("ok")) << std::endl;
+    } else if (cmd == "topic_error") {
+      std::string name;
+      int code = 0;
+      if (!(in >> name >> code)) {
+        std::cout << "error usage: topic_error TOPIC CODE" << std::endl;
+        continue;
+      }
+      rd_kafka_mock_topic_set_error(cluster, name.c_str(), static_cast<rd_kafka_resp_err_t>(code));
+      std::cout << "ok" << std::endl;
     } else if (cmd == "produce_errors") {
       std::size_t n = 0;
       int code = 0;

@@ -57,6 +57,9 @@ class MockCluster:
     def create_topic(self, name, partitions):
         self.command("create_topic %s %d" % (name, partitions))
 
+    def topic_error(self, topic, code):
+        self.command("topic_error %s %d" % (topic, code))
+
     def produce_errors(self, count, code):
         self.command("produce_errors %d %d" % (count, code))
 
