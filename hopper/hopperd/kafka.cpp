@@ -196,6 +196,23 @@ void KafkaEgress::serve(std::chrono::milliseconds wait) {
 
 void KafkaEgress::update_gauges() {
   if (auto through = window_.pop_settled()) acked_end_ = *through;  // the front is now unsettled
+  // The transitions, once each, in hopperd's words (librdkafka's own messages are
+  // rate-limited above, and it suppresses repeated ones itself).
+  const bool reachable = brokers_reachable();
+  if (reachable != reachable_logged_) {
+    if (!reachable) {
+      unreachable_at_ = Clock::now();
+      log_->warn("output {}: no Kafka broker reachable; lines wait in the queue ({} in flight)", config_.name,
+                 window_.outstanding());
+    } else if (unreachable_at_ != Clock::time_point{}) {
+      const auto secs = std::chrono::duration_cast<std::chrono::seconds>(Clock::now() - unreachable_at_).count();
+      log_->info("output {}: Kafka brokers reachable again after {} s ({} up)", config_.name, secs,
+                 read(counters_.brokers_up));
+    } else {
+      log_->info("output {}: connected to Kafka ({} up)", config_.name, read(counters_.brokers_up));
+    }
+    reachable_logged_ = reachable;
+  }
   const AckWindow::Entry* oldest = window_.oldest();
   counters_.in_flight.store(window_.outstanding() + window_.retries(), std::memory_order_relaxed);
   counters_.oldest_unacked_since.store(
@@ -512,6 +529,7 @@ void KafkaEgress::run(hopper::Receiver<std::string>& receiver, const std::functi
   commit(receiver, true);
   stop_producer();
   counters_.connected.store(0, std::memory_order_relaxed);
+  reachable_logged_ = false;  // stopping is not an outage
   update_gauges();
 }
 

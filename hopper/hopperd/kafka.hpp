@@ -142,6 +142,8 @@ class KafkaEgress {
   std::uint64_t committed_end_ = 0;  // ... and committed
   std::uint64_t acked_bytes_ = 0;    // settled since the last commit
   std::chrono::steady_clock::time_point last_commit_{};
+  bool reachable_logged_ = false;  // what the log last said about the brokers
+  std::chrono::steady_clock::time_point unreachable_at_{};
   RateLimit error_log_;
   RateLimit reject_log_;
 
