@@ -731,9 +731,8 @@ void Core::corrupt_item() noexcept { d_->corrupt_items.fetch_add(1, std::memory_
 
 void Core::skip_dropped_memory_items(std::uint64_t n) noexcept { deliver_seq_ += n; }
 
-void Core::begin_held(std::uint64_t footprint) {
+void Core::begin_held() {
   // deliver_seq_ is the number of the item about to be handed out.
-  held_footprints_.push_back(HeldFootprint{deliver_seq_, footprint});
   if (held_.empty() || held_.back().first_seq + held_.back().count != deliver_seq_ ||
       held_.back().raw.size() >= opt_.page_bytes) {
     held_.push_back(RawPage{deliver_seq_, 0, {}});
@@ -767,40 +766,15 @@ Status Core::write_cursor(std::uint64_t position, bool durable) {
   return s;
 }
 
-Status Core::commit() { return commit(deliver_seq_); }
-
-Status Core::commit(std::uint64_t position) {
-  if (position > deliver_seq_)
-    return Status(Errc::invalid_argument, "commit position " + std::to_string(position) +
-                                              " is beyond the receiver's position " + std::to_string(deliver_seq_));
-  if (position < commit_seq_) return Status();  // commit_seq_ is [receiver]-written only
+Status Core::commit() {
+  const std::uint64_t position = deliver_seq_;
   if (Status s = write_cursor(position, true); !s.ok()) return s;
-  // Held memory items numbered below `position` are done; the others stay held.
-  std::uint64_t released = 0;
-  std::size_t n = 0;
-  while (n < held_footprints_.size() && held_footprints_[n].seq < position) released += held_footprints_[n++].footprint;
-  held_footprints_.erase(held_footprints_.begin(), held_footprints_.begin() + static_cast<std::ptrdiff_t>(n));
-  std::size_t pages = 0;
-  for (RawPage& p : held_) {
-    if (p.first_seq + p.count <= position) {
-      ++pages;
-      continue;
-    }
-    std::size_t pos = 0;
-    while (p.count > 0 && p.first_seq < position) {
-      pos += format::kItemPrefixSize + format::get_u32(p.raw.data() + pos);
-      ++p.first_seq;
-      --p.count;
-    }
-    p.raw.erase(0, pos);
-    break;
-  }
-  held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(pages));
+  held_.clear();
   std::unique_lock lk(mu);
   ++d_->commits;
   commit_seq_ = std::max(commit_seq_, position);
-  memory_bytes -= released;
-  uncommitted_footprint -= released;
+  memory_bytes -= uncommitted_footprint;
+  uncommitted_footprint = 0;
   if (senders_waiting > 0) sender_cv.notify_all();
   // Segments read to the end and now wholly committed can go.
   std::vector<std::uint64_t> done;

@@ -145,17 +145,6 @@ class Receiver {
   // narrows what a crash may redeliver. io_error if the position could not be persisted
   // (it then stays where it was).
   Status commit() { return q_ ? q_->commit() : closed(); }
-  // The position just past the last item this receiver handed out (recv, try_recv,
-  // recv_for, recv_many...). Positions only grow; items skipped as damaged or dropped are
-  // passed over.
-  std::uint64_t position() const { return q_ ? q_->position() : 0; }
-  // Commits every item before `position` (a value position() returned): with
-  // Options::manual_commit, items before it are never delivered again after a restart;
-  // items at or after it that were received but not committed come back.
-  // commit() == commit(position()). A position below the last commit is ok and changes
-  // nothing; one beyond position() is invalid_argument. io_error if it could not be
-  // persisted (the position stays where it was).
-  Status commit(std::uint64_t position) { return q_ ? q_->commit(position) : closed(); }
   // Occupancy and totals. Thread-safe.
   Stats stats() const { return q_ ? q_->stats() : Stats{}; }
   // One line per damage found since open — by recovery (damaged pages skipped, torn tails

@@ -121,17 +121,13 @@ class Core {
   bool disk_item_pending() const noexcept { return page_due_ || read_left_ > 0; }
   // [receiver] Persists the delivery position; see Receiver::commit.
   Status commit();
-  // [receiver] Commits the items numbered below `position` only; see Receiver::commit.
-  Status commit(std::uint64_t position);
-  // [receiver] Receiver::position.
-  std::uint64_t position() const noexcept { return deliver_seq_; }
   // [receiver, mu] manual_commit: a memory item handed out stays charged against the
   // budget, and is kept encoded (for a clean shutdown) until commit().
   bool holds_uncommitted() const noexcept { return opt_.manual_commit; }
   std::uint64_t uncommitted_footprint = 0;  // [mu]
   // [receiver] The encoding of the memory item just handed out goes after begin_held().
   std::string& held() noexcept { return held_.back().raw; }
-  void begin_held(std::uint64_t footprint);
+  void begin_held();
   void end_held();
   // [receiver] One more item handed out from memory / one item failed to deserialize.
   void delivered_memory_item() noexcept;
@@ -210,11 +206,6 @@ class Core {
   std::uint64_t read_segment_ = 0;
   std::vector<RawPage> held_;      // manual_commit: memory items handed out, not committed
   std::size_t held_mark_ = 0;
-  struct HeldFootprint {
-    std::uint64_t seq;
-    std::uint64_t footprint;
-  };
-  std::vector<HeldFootprint> held_footprints_;  // [receiver] of the items in held_, in order
   std::uint64_t deliver_seq_ = 0;  // high-water mark: every item numbered below it was handed out (or lost to damage)
   // Written only by the receiver; read by stats() for reporting. No ordering is derived
   // from it, so relaxed accesses suffice.

@@ -281,8 +281,6 @@ class Queue {
   }
 
   Status commit() { return core_->commit(); }
-  Status commit(std::uint64_t position) { return core_->commit(position); }
-  std::uint64_t position() const noexcept { return core_->position(); }
 
   Status flush() {
     std::unique_lock lk(core_->mu);
@@ -493,7 +491,7 @@ class Queue {
     Core& c = *core_;
     if (c.holds_uncommitted()) {
       c.uncommitted_footprint += m.footprint;
-      c.begin_held(m.footprint);
+      c.begin_held();
       encode(m.item, c.held());
       c.end_held();
     } else {
