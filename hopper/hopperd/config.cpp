@@ -1,10 +1,13 @@
 #include "hopperd/config.hpp"
 
+#include <algorithm>
 #include <charconv>
+#include <memory>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include <librdkafka/rdkafka.h>
 #include <toml++/toml.h>
 
 namespace hopperd {
@@ -148,6 +151,177 @@ std::vector<Endpoint> parse_endpoints(Keys& keys, const std::string& key) {
   return out;
 }
 
+// A queue directory, normalised, that no other output (or dead-letter queue) may use.
+void claim_dir(const std::string& dir, const toml::node& n, const std::string& key, const Place& place,
+               std::set<std::string>& dirs) {
+  std::filesystem::path normal = std::filesystem::path(dir).lexically_normal();
+  if (!normal.has_filename() && normal.has_parent_path() && normal != normal.root_path()) normal = normal.parent_path();
+  if (!dirs.insert(normal.string()).second)
+    place.fail(n, key, "\"" + dir + "\" is used by another output or dead-letter queue; each needs its own");
+}
+
+// "host:port,host:port", each optionally "PROTOCOL://host:port" as librdkafka allows.
+bool valid_brokers(const std::string& text) {
+  if (text.empty()) return false;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t comma = text.find(',', start);
+    std::string one = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+    while (!one.empty() && one.back() == ' ') one.pop_back();
+    if (const auto scheme = one.find("://"); scheme != std::string::npos) one.erase(0, scheme + 3);
+    const auto colon = one.rfind(':');
+    if (colon == std::string::npos || colon == 0) return false;
+    const std::string port = one.substr(colon + 1);
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535)
+      return false;
+    if (comma == std::string::npos) return true;
+    start = comma + 1;
+  }
+}
+
+// Kafka's rule for topic names.
+bool valid_topic(const std::string& t) {
+  if (t.empty() || t.size() > 249 || t == "." || t == "..") return false;
+  return std::all_of(t.begin(), t.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+  });
+}
+
+// [output.librdkafka]: dotted keys may be written bare (compression.type = "zstd", which
+// TOML reads as nested tables) or quoted ("compression.type" = "zstd"); both flatten to
+// the property name. Values: strings, integers, floats, booleans.
+void flatten_properties(const toml::table& t, const std::string& prefix, const std::string& key_prefix,
+                        const Place& place, std::vector<std::pair<std::string, const toml::node*>>& out) {
+  for (auto&& [k, v] : t) {
+    const std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const toml::table* sub = v.as_table()) {
+      flatten_properties(*sub, name, key_prefix, place, out);
+      continue;
+    }
+    if (!v.is_string() && !v.is_integer() && !v.is_floating_point() && !v.is_boolean())
+      place.fail(v, key_prefix + "." + name, "expected a string, a number or true/false");
+    out.emplace_back(name, &v);
+  }
+}
+
+std::string property_value(const toml::node& v) {
+  if (v.is_string()) return *v.value<std::string>();
+  if (v.is_integer()) return std::to_string(*v.value<std::int64_t>());
+  if (v.is_boolean()) return *v.value<bool>() ? "true" : "false";
+  std::ostringstream s;
+  s << *v.value<double>();
+  return s.str();
+}
+
+// Keys that only one output type understands.
+const std::set<std::string> kTcpOnly{"address", "batch_bytes", "connect_timeout_ms", "write_timeout_ms",
+                                     "backoff_initial_ms", "backoff_max_ms", "replay_bytes"};
+const std::set<std::string> kKafkaOnly{"brokers", "topic", "key", "on_reject", "dead_letter_dir",
+                                       "dead_letter_max_bytes", "librdkafka"};
+
+void parse_kafka(Keys& k, OutputConfig& o, const toml::table& t, const std::string& prefix, const Place& place,
+                 std::set<std::string>& dirs) {
+  KafkaConfig& kc = o.kafka;
+  kc.origin = place.at(t.source(), prefix);
+  auto brokers = k.string("brokers");
+  if (!brokers) throw ConfigError{kc.origin + ": missing key \"brokers\" (\"host:port,host:port\" of the Kafka brokers)"};
+  if (!valid_brokers(*brokers))
+    place.fail(k.node_of("brokers"), k.name("brokers"), "expected \"host:port,host:port\", got \"" + *brokers + "\"");
+  kc.brokers = *brokers;
+  auto topic = k.string("topic");
+  if (!topic) throw ConfigError{kc.origin + ": missing key \"topic\" (the Kafka topic the lines go to)"};
+  if (!valid_topic(*topic))
+    place.fail(k.node_of("topic"), k.name("topic"),
+               "not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -): \"" + *topic + "\"");
+  kc.topic = *topic;
+  if (auto key = k.string("key")) {
+    unsigned n = 0;
+    const bool field = key->rfind("field:", 0) == 0;
+    if (field) {
+      const std::string digits = key->substr(6);
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size()) n = 0;
+    }
+    if (*key != "none" && (!field || n < 1 || n > 1024))
+      place.fail(k.node_of("key"), k.name("key"),
+                 "expected \"none\" or \"field:N\" (N from 1 to 1024: the N-th space-separated field); got \"" + *key +
+                     "\"");
+    kc.key_field = n;
+  }
+  if (auto v = k.string("on_reject")) {
+    if (*v == "drop") kc.on_reject = OnReject::drop;
+    else if (*v == "dead_letter") kc.on_reject = OnReject::dead_letter;
+    else place.fail(k.node_of("on_reject"), k.name("on_reject"), "expected one of drop, dead_letter; got \"" + *v + "\"");
+  }
+  auto dl = k.string("dead_letter_dir");
+  if (kc.on_reject == OnReject::dead_letter) {
+    if (!dl || dl->empty())
+      throw ConfigError{kc.origin + ": on_reject = \"dead_letter\" needs dead_letter_dir (a directory of its own for "
+                                    "the rejected lines)"};
+    claim_dir(*dl, k.node_of("dead_letter_dir"), k.name("dead_letter_dir"), place, dirs);
+    kc.dead_letter.directory = *dl;
+    kc.dead_letter_origin = place.at(k.node_of("dead_letter_dir").source(), k.name("dead_letter_dir"));
+  } else if (dl) {
+    place.fail(k.node_of("dead_letter_dir"), k.name("dead_letter_dir"), "only used with on_reject = \"dead_letter\"");
+  }
+  // The dead-letter queue: every line straight to disk (visible to `hopper dump` at once),
+  // synced as the output's queue is; full is a drop, counted, never a stall.
+  kc.dead_letter.max_memory_bytes = 1;
+  kc.dead_letter.max_disk_bytes = 256 << 20;
+  if (auto v = k.size("dead_letter_max_bytes", 1 << 20, 1ull << 50)) kc.dead_letter.max_disk_bytes = *v;
+  kc.dead_letter.segment_bytes = std::min<std::uint64_t>(16 << 20, kc.dead_letter.max_disk_bytes);
+  kc.dead_letter.page_bytes = 16 << 10;
+  kc.dead_letter.when_full = hopper::FullPolicy::fail;
+
+  // librdkafka's queue: a quarter of the memory budget, within [64 KiB, 8 MiB], and at
+  // most 100,000 messages; lines beyond it wait in the hopper queue (memory, then disk).
+  // A few round trips' worth is all throughput needs; more only spreads the lines in
+  // flight over more memory than any cache holds (measured: 16 MiB was slower than 8).
+  kc.queue_bytes = std::clamp<std::uint64_t>(o.queue.max_memory_bytes / 4, 64 << 10, 8 << 20);
+  kc.queue_messages = std::clamp<std::uint64_t>(kc.queue_bytes / 32, 1000, 100000);
+  kc.properties = {
+      {"bootstrap.servers", kc.brokers},
+      {"client.id", "hopperd-" + o.name},
+      {"acks", "all"},
+      {"enable.idempotence", "true"},
+      // No local timeout: a line waits for the brokers as long as they are away (the
+      // backlog behind it waits in the hopper queue); a stop purges it uncommitted.
+      {"message.timeout.ms", "0"},
+      {"queue.buffering.max.kbytes", std::to_string(kc.queue_bytes / 1024)},
+      {"queue.buffering.max.messages", std::to_string(kc.queue_messages)},
+      {"statistics.interval.ms", "1000"},
+  };
+  std::unique_ptr<rd_kafka_conf_t, decltype(&rd_kafka_conf_destroy)> conf(rd_kafka_conf_new(), &rd_kafka_conf_destroy);
+  char err[512];
+  for (const auto& [name, value] : kc.properties)
+    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+      throw ConfigError{kc.origin + ": librdkafka refuses hopperd's " + name + "=" + value + ": " + err};
+  if (const toml::node* lib = k.get("librdkafka")) {
+    const toml::table* lt = lib->as_table();
+    if (!lt) place.fail(*lib, k.name("librdkafka"), "expected a table [output.librdkafka] of librdkafka properties");
+    std::vector<std::pair<std::string, const toml::node*>> props;
+    flatten_properties(*lt, "", k.name("librdkafka"), place, props);
+    for (const auto& [name, node] : props) {
+      const std::string key = k.name("librdkafka") + "." + name;
+      if (name == "bootstrap.servers" || name == "metadata.broker.list")
+        place.fail(*node, key, "set brokers = \"host:port,...\" instead");
+      if (name == "transactional.id")
+        place.fail(*node, key, "transactions are not used: hopperd commits its queue on each acknowledgement");
+      const std::string value = property_value(*node);
+      if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+        place.fail(*node, key, err);
+      kc.properties.emplace_back(name, value);
+    }
+  }
+  kc.dead_letter.sync = o.queue.sync;
+  kc.dead_letter.sync_interval = o.queue.sync_interval;
+  if (Status s = hopper::validate(kc.dead_letter); kc.on_reject == OnReject::dead_letter && !s.ok())
+    throw ConfigError{kc.dead_letter_origin + ": dead-letter queue options: " + s.message()};
+}
+
 OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& place, std::set<std::string>& names,
                           std::set<std::string>& dirs) {
   const std::string prefix = "output[" + std::to_string(index) + "]";
@@ -164,9 +338,22 @@ OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& 
     names.insert(o.name);
   }
 
-  const toml::node* addr = k.get("address");
-  if (!addr) throw ConfigError{place.at(t.source(), prefix) + ": missing key \"address\" (\"host:port\" of the downstream)"};
-  o.address = parse_endpoint(*addr, k.name("address"), place, false);
+  if (auto type = k.string("type")) {
+    if (*type == "tcp") o.type = OutputType::tcp;
+    else if (*type == "kafka") o.type = OutputType::kafka;
+    else place.fail(k.node_of("type"), k.name("type"), "expected one of tcp, kafka; got \"" + *type + "\"");
+  }
+  const bool kafka = o.type == OutputType::kafka;
+  for (auto&& [key, v] : t) {
+    const std::string name(key.str());
+    if (kafka && kTcpOnly.count(name)) place.fail(v, k.name(name), "only for type = \"tcp\" (this output is \"kafka\")");
+    if (!kafka && kKafkaOnly.count(name)) place.fail(v, k.name(name), "only for type = \"kafka\"");
+  }
+  if (!kafka) {
+    const toml::node* addr = k.get("address");
+    if (!addr) throw ConfigError{place.at(t.source(), prefix) + ": missing key \"address\" (\"host:port\" of the downstream)"};
+    o.address = parse_endpoint(*addr, k.name("address"), place, false);
+  }
 
   auto dir = k.string("queue_dir");
   if (!dir || dir->empty())
@@ -174,10 +361,7 @@ OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& 
                       ": missing key \"queue_dir\" (a directory of its own for this output's queue)"};
   o.queue.directory = *dir;
   o.queue_origin = place.at(k.node_of("queue_dir").source(), k.name("queue_dir"));
-  std::filesystem::path normal = std::filesystem::path(*dir).lexically_normal();
-  if (!normal.has_filename() && normal.has_parent_path() && normal != normal.root_path()) normal = normal.parent_path();
-  if (!dirs.insert(normal.string()).second)
-    place.fail(k.node_of("queue_dir"), k.name("queue_dir"), "\"" + *dir + "\" is used by another output; each needs its own");
+  claim_dir(*dir, k.node_of("queue_dir"), k.name("queue_dir"), place, dirs);
 
   constexpr std::uint64_t kMax = 1ull << 50;
   if (auto v = k.size("max_memory_bytes", 1, kMax)) o.queue.max_memory_bytes = *v;
@@ -209,6 +393,7 @@ OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& 
     throw ConfigError{place.at(t.source(), prefix) + ": backoff_max_ms is smaller than backoff_initial_ms"};
   if (auto v = k.millis("commit_interval_ms", 0, 600000)) o.commit_interval = *v;
   if (auto v = k.size("replay_bytes", 0, 1ull << 32)) o.replay_bytes = *v;
+  if (kafka) parse_kafka(k, o, t, prefix, place, dirs);
   k.reject_unknown();
 
   // The library's own checks, with the key that fixes them.

@@ -21,10 +21,38 @@ struct Endpoint {
   std::string text() const;  // "host:port"
 };
 
+enum class OutputType { tcp, kafka };
+
+// What the Kafka output does with a line the brokers will never take (too large, topic
+// not authorized or unknown): both count it; dead_letter also keeps it in a queue.
+enum class OnReject { drop, dead_letter };
+
+// A Kafka downstream: librdkafka's producer, fed from the output's queue.
+struct KafkaConfig {
+  std::string brokers;  // bootstrap.servers: "host:port,host:port"
+  std::string topic;
+  // 0: no key (librdkafka spreads the lines over partitions); N: the N-th field of the
+  // line, 1-based, fields separated by spaces or tabs (lines without it get no key).
+  unsigned key_field = 0;
+  // librdkafka properties in the order they are set: hopperd's defaults and the values it
+  // derives from the budgets first, then [output.librdkafka] (which may override them).
+  std::vector<std::pair<std::string, std::string>> properties;
+  OnReject on_reject = OnReject::drop;
+  hopper::Options dead_letter;  // the dead-letter queue (directory empty unless dead_letter)
+  std::string dead_letter_origin;
+  std::string origin;  // "hopperd.toml:20: output[1]"
+  // What librdkafka's own queue may hold (derived from max_memory_bytes unless set): small,
+  // so that the backlog of an outage lives in the hopper queue, compressed and budgeted.
+  std::uint64_t queue_bytes = 0;
+  std::uint64_t queue_messages = 0;
+};
+
 // One downstream and its queue.
 struct OutputConfig {
   std::string name;
-  Endpoint address;
+  OutputType type = OutputType::tcp;
+  KafkaConfig kafka;  // type == kafka
+  Endpoint address;   // type == tcp
   hopper::Options queue;  // directory, budgets, full policy, sync; manual_commit is forced on
   std::string queue_origin;  // where queue_dir was set
   std::uint64_t batch_bytes = 64 << 10;     // bytes written per write() at most (about)

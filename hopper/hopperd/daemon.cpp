@@ -79,7 +79,14 @@ int run_daemon(const Config& config, const RunOptions& options) {
   }
   bool stopping = false;
   MetricsServer metrics(
-      io, [&] { return render_metrics(counters, raw); }, [&] { return !stopping; }, log);
+      io, [&] { return render_metrics(counters, raw); },
+      [&] {
+        Health h;
+        h.serving = !stopping;
+        h.body = render_health(raw, h.brokers_ok);
+        return h;
+      },
+      log);
   if (config.metrics) {
     if (Status s = metrics.bind(*config.metrics); !s.ok()) {
       startup_error(*log, config.log_file, s.message());
@@ -154,9 +161,19 @@ int check_config(const std::string& path) {
     const char* policy = o.queue.when_full == hopper::FullPolicy::block ? "block"
                          : o.queue.when_full == hopper::FullPolicy::fail ? "fail"
                                                                          : "drop_oldest";
-    std::cout << "  output " << o.name << " -> " << o.address.text() << ", queue " << o.queue.directory.string()
+    const std::string to = o.type == OutputType::kafka ? "kafka " + o.kafka.brokers + " topic " + o.kafka.topic
+                                                       : o.address.text();
+    std::cout << "  output " << o.name << " -> " << to << ", queue " << o.queue.directory.string()
               << " (memory " << o.queue.max_memory_bytes << " B, disk " << o.queue.max_disk_bytes
               << " B, when_full " << policy << ")\n";
+    if (o.type != OutputType::kafka) continue;
+    std::cout << "    key " << (o.kafka.key_field ? "field:" + std::to_string(o.kafka.key_field) : std::string("none"))
+              << ", on_reject "
+              << (o.kafka.on_reject == OnReject::drop ? std::string("drop")
+                                                      : "dead_letter -> " + o.kafka.dead_letter.directory.string())
+              << "\n    librdkafka:";
+    for (const auto& [name, value] : o.kafka.properties) std::cout << " " << name << "=" << value;
+    std::cout << "\n";
   }
   return 0;
 }

@@ -158,7 +158,13 @@ hopper::Result<std::unique_ptr<Output>> Output::open(const OutputConfig& config,
   if (!ch.ok())
     return Status(ch.status().code(), "output \"" + config.name + "\": cannot open its queue (" + config.queue_origin +
                                           "): " + ch.status().message());
-  return std::unique_ptr<Output>(new Output(config, std::move(log), std::move(*ch)));
+  std::unique_ptr<Output> out(new Output(config, log, std::move(*ch)));
+  if (config.type == OutputType::kafka) {
+    auto k = KafkaEgress::create(config, out->counters, std::move(log));
+    if (!k.ok()) return k.status();
+    out->kafka_ = std::move(*k);
+  }
+  return out;
 }
 
 Output::Output(const OutputConfig& config, std::shared_ptr<spdlog::logger> log, hopper::Channel<std::string> ch)
@@ -301,6 +307,11 @@ Status write_replay_file(const std::filesystem::path& path, const std::string& b
 }  // namespace
 
 void Output::run() {
+  if (kafka_) {
+    kafka_->run(receiver_, [this] { return stop_.load(); },
+                [this] { return Clock::time_point(Clock::duration(hard_deadline_.load())); });
+    return;
+  }
   Connection conn;
   std::string batch;  // in flight: received, not yet written (resent until it is)
   std::uint64_t batch_lines = 0;

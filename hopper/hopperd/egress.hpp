@@ -1,5 +1,5 @@
 // Output: one downstream of hopperd — its hopper queue of lines and the egress thread that
-// drains the queue, in order, to a TCP connection.
+// drains the queue, in order, to a TCP connection or (kafka.hpp) a Kafka topic.
 #pragma once
 
 #include <atomic>
@@ -17,6 +17,7 @@
 
 #include "hopperd/config.hpp"
 #include "hopperd/counters.hpp"
+#include "hopperd/kafka.hpp"
 
 namespace hopperd {
 
@@ -64,6 +65,9 @@ class Output {
   hopper::Status try_send(std::string&& line) { return sender_.try_send(std::move(line)); }
   hopper::Stats stats() const { return receiver_.stats(); }
   OutputCounters counters;
+  // The Kafka side of a type = "kafka" output, null for TCP. Its health() and counters
+  // may be read from any thread.
+  const KafkaEgress* kafka() const noexcept { return kafka_.get(); }
 
   // Starts the egress thread.
   void start();
@@ -89,6 +93,7 @@ class Output {
   std::shared_ptr<spdlog::logger> log_;
   hopper::Sender<std::string> sender_;
   hopper::Receiver<std::string> receiver_;  // [egress thread] after start()
+  std::unique_ptr<KafkaEgress> kafka_;      // runs on the egress thread
   std::thread thread_;
 
   // stop_ is a flag and hard_deadline_ a time: the egress thread re-checks them and what

@@ -1,6 +1,7 @@
 #include "hopperd/metrics.hpp"
 
 #include <array>
+#include <chrono>
 #include <sstream>
 
 namespace hopperd {
@@ -16,6 +17,11 @@ class Exposition {
     name_ = name;
   }
   void sample(const std::string& labels, std::uint64_t value) {
+    out_ << name_;
+    if (!labels.empty()) out_ << '{' << labels << '}';
+    out_ << ' ' << value << '\n';
+  }
+  void sample(const std::string& labels, double value) {
     out_ << name_;
     if (!labels.empty()) out_ << '{' << labels << '}';
     out_ << ' ' << value << '\n';
@@ -116,7 +122,70 @@ std::string render_metrics(const IngestCounters& in, const std::vector<Output*>&
   per_output("hopperd_output_dropped_total", "counter",
              "Lines not queued for this output: full (UDP, or when_full = fail) or refused.",
              [](O o, S) { return read(o.counters.dropped_full) + read(o.counters.dropped_error); });
+
+  // Kafka outputs only.
+  std::vector<const Output*> kafka;
+  for (const Output* o : outputs)
+    if (o->kafka()) kafka.push_back(o);
+  if (kafka.empty()) return e.str();
+  auto per_kafka = [&](const char* name, const char* type, const char* help, auto value) {
+    e.family(name, type, help);
+    for (const Output* o : kafka) e.sample(output_label(*o), value(*o));
+  };
+  per_kafka("hopperd_output_in_flight", "gauge", "Lines handed to the Kafka producer, not yet acknowledged or rejected.",
+            [](O o) { return read(o.counters.in_flight); });
+  per_kafka("hopperd_output_oldest_unacked_seconds", "gauge",
+            "Age of the oldest line handed to the producer and not yet acknowledged (0 when none).", [](O o) {
+              const std::uint64_t since = read(o.counters.oldest_unacked_since);
+              if (since == 0) return 0.0;
+              const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch()).count();
+              return now > static_cast<std::int64_t>(since) ? static_cast<double>(now - static_cast<std::int64_t>(since)) / 1e9
+                                                            : 0.0;
+            });
+  per_kafka("hopperd_output_retried_total", "counter", "Lines produced again after a failed delivery.",
+            [](O o) { return read(o.counters.retried); });
+  per_kafka("hopperd_output_rejected_total", "counter",
+            "Lines the brokers will never take (too large, topic unknown or not authorized).",
+            [](O o) { return read(o.counters.rejected); });
+  per_kafka("hopperd_output_dead_lettered_total", "counter", "Rejected lines kept in the dead-letter queue.",
+            [](O o) { return read(o.counters.dead_lettered); });
+  per_kafka("hopperd_output_dead_letter_failures_total", "counter",
+            "Rejected lines the dead-letter queue refused (full or I/O error): lost.",
+            [](O o) { return read(o.counters.dead_letter_failures); });
+  per_kafka("hopperd_output_producer_restarts_total", "counter",
+            "Times the Kafka producer failed for good and was replaced.",
+            [](O o) { return read(o.counters.producer_restarts); });
+  per_kafka("hopperd_kafka_brokers_up", "gauge", "Brokers the producer is connected to.",
+            [](O o) { return read(o.counters.brokers_up); });
+  per_kafka("hopperd_kafka_producer_queue_messages", "gauge",
+            "Messages in librdkafka's queue (bounded by queue.buffering.max.messages).",
+            [](O o) { return read(o.counters.lib_queue_messages); });
+  per_kafka("hopperd_kafka_producer_queue_bytes", "gauge",
+            "Bytes of messages in librdkafka's queue (bounded by queue.buffering.max.kbytes).",
+            [](O o) { return read(o.counters.lib_queue_bytes); });
+  per_kafka("hopperd_kafka_requests_total", "counter", "Requests sent to brokers.",
+            [](O o) { return read(o.counters.lib_requests); });
+  per_kafka("hopperd_kafka_request_errors_total", "counter", "Requests to brokers that failed.",
+            [](O o) { return read(o.counters.lib_request_errors); });
+  per_kafka("hopperd_kafka_request_retries_total", "counter", "Requests librdkafka sent again.",
+            [](O o) { return read(o.counters.lib_request_retries); });
+  per_kafka("hopperd_kafka_request_timeouts_total", "counter", "Requests to brokers that timed out.",
+            [](O o) { return read(o.counters.lib_request_timeouts); });
+  per_kafka("hopperd_kafka_rtt_seconds", "gauge", "The largest of the brokers' average round-trip times.",
+            [](O o) { return static_cast<double>(read(o.counters.lib_rtt_us)) / 1e6; });
   return e.str();
+}
+
+std::string render_health(const std::vector<Output*>& outputs, bool& brokers_ok) {
+  std::string body = "ok\n";
+  brokers_ok = true;
+  for (const Output* o : outputs) {
+    if (!o->kafka()) continue;
+    body += o->kafka()->health() + "\n";
+    if (!o->kafka()->brokers_reachable()) brokers_ok = false;
+  }
+  return body;
 }
 
 // ---- the HTTP side --------------------------------------------------------------------
@@ -127,8 +196,8 @@ namespace {
 // Lives on the I/O thread, kept alive by its pending handlers.
 class HttpExchange : public std::enable_shared_from_this<HttpExchange> {
  public:
-  HttpExchange(asio::ip::tcp::socket s, const std::function<std::string()>& metrics, const std::function<bool()>& healthy)
-      : socket_(std::move(s)), timer_(socket_.get_executor()), metrics_(metrics), healthy_(healthy), head_(8192) {}
+  HttpExchange(asio::ip::tcp::socket s, const std::function<std::string()>& metrics, const std::function<Health()>& health)
+      : socket_(std::move(s)), timer_(socket_.get_executor()), metrics_(metrics), health_(health), head_(8192) {}
   void start() {
     timer_.expires_after(std::chrono::seconds(5));
     timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
@@ -153,11 +222,15 @@ class HttpExchange : public std::enable_shared_from_this<HttpExchange> {
       respond(405, "text/plain", "only GET\n");
     } else if (target == "/metrics") {
       respond(200, "text/plain; version=0.0.4; charset=utf-8", metrics_(), method == "HEAD");
-    } else if (target == "/healthz") {
-      const bool ok = healthy_();
-      respond(ok ? 200 : 503, "text/plain", ok ? "ok\n" : "stopping\n", method == "HEAD");
+    } else if (target == "/healthz" || target == "/healthz/brokers") {
+      // /healthz: 200 while hopperd serves (an unreachable downstream is what its queues
+      // are for); the body says, per Kafka output, whether its brokers are reachable.
+      // /healthz/brokers: 503 as well while any Kafka output reaches no broker.
+      const Health h = health_();
+      const bool ok = h.serving && (target == "/healthz" || h.brokers_ok);
+      respond(ok ? 200 : 503, "text/plain", h.serving ? h.body : "stopping\n", method == "HEAD");
     } else {
-      respond(404, "text/plain", "not found: try /metrics or /healthz\n");
+      respond(404, "text/plain", "not found: try /metrics, /healthz or /healthz/brokers\n");
     }
   }
   void respond(int code, const char* type, std::string body, bool head_only = false) {
@@ -179,16 +252,16 @@ class HttpExchange : public std::enable_shared_from_this<HttpExchange> {
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
   const std::function<std::string()>& metrics_;
-  const std::function<bool()>& healthy_;
+  const std::function<Health()>& health_;
   asio::streambuf head_;
   std::string out_;
 };
 
 }  // namespace
 
-MetricsServer::MetricsServer(asio::io_context& io, std::function<std::string()> metrics, std::function<bool()> healthy,
+MetricsServer::MetricsServer(asio::io_context& io, std::function<std::string()> metrics, std::function<Health()> health,
                              std::shared_ptr<spdlog::logger> log)
-    : io_(io), acceptor_(io), metrics_(std::move(metrics)), healthy_(std::move(healthy)), log_(std::move(log)) {}
+    : io_(io), acceptor_(io), metrics_(std::move(metrics)), health_(std::move(health)), log_(std::move(log)) {}
 
 hopper::Status MetricsServer::bind(const Endpoint& at) {
   asio::error_code ec;
@@ -224,7 +297,7 @@ void MetricsServer::start() {
 void MetricsServer::accept() {
   acceptor_.async_accept([this](const asio::error_code& ec, asio::ip::tcp::socket s) {
     if (stopping_ || ec == asio::error::operation_aborted) return;
-    if (!ec) std::make_shared<HttpExchange>(std::move(s), metrics_, healthy_)->start();
+    if (!ec) std::make_shared<HttpExchange>(std::move(s), metrics_, health_)->start();
     accept();
   });
 }
