@@ -130,8 +130,8 @@ hopper::Result<std::unique_ptr<KafkaEgress>> KafkaEgress::create(const OutputCon
   if (config.kafka.on_reject == OnReject::dead_letter) {
     auto ch = hopper::channel<std::string>(config.kafka.dead_letter);
     if (!ch.ok())
-      return Status(ch.status().code(), "output \"" + config.name + "\": cannot open its dead-letter queue (" +
-                                            config.kafka.dead_letter_origin + "): " + ch.status().message());
+      return Status(ch.status().code(), config.kafka.dead_letter_origin + ": output \"" + config.name +
+                                            "\" cannot open its dead-letter queue: " + plain(ch.status()));
     k->dead_letter_.emplace(std::move(*ch));
   }
   if (Status s = k->start_producer(); !s.ok()) return s;
