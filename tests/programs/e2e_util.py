@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 _processes = []
@@ -135,12 +136,13 @@ class Hopperd:
         self.ready = None
         _daemons.append(self)
 
-    def start(self, expect_ready=True):
+    def start(self, expect_ready=True, **popen):
+        """popen: more for subprocess.Popen (env, preexec_fn for resource limits...)."""
         if os.path.exists(self.ready_path):
             os.unlink(self.ready_path)
         log = open(self.log_path, "ab")
         self.proc = start([self.binary, "--config", self.config_path, "--ready-file", self.ready_path],
-                          stdout=log, stderr=subprocess.STDOUT)
+                          stdout=log, stderr=subprocess.STDOUT, **popen)
         log.close()
         if expect_ready:
             wait_for(lambda: os.path.exists(self.ready_path) or self.proc.poll() is not None, 20, "hopperd ready")
@@ -152,6 +154,27 @@ class Hopperd:
 
     def tcp(self, i=0):
         return addr(self.ready["tcp"][i])
+
+    def tls(self, i=0):
+        return addr(self.ready["tls"][i])
+
+    def reread_ready(self):
+        """After a reload: the ready file is written again with what is bound now."""
+        with open(self.ready_path) as f:
+            self.ready = json.load(f)
+        return self.ready
+
+    def write_config(self, text):
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
+    def healthz(self, path="/healthz"):
+        """(status, body) of GET path on the metrics listener."""
+        try:
+            with urllib.request.urlopen("http://%s%s" % (self.ready["metrics"], path), timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
 
     def udp(self, i=0):
         return addr(self.ready["udp"][i])
