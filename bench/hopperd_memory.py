@@ -2,8 +2,9 @@
 """hopperd's resident memory against its budget (issue 15: peak RSS <= 1.1 x the sum of the
 outputs' max_memory_bytes + 32 MiB), in three phases, one TCP output:
 
-  steady   clients send as fast as they can, the downstream reads as fast as it can
-  outage   the downstream is away: the queue fills its memory budget, then spills
+  steady   clients send --rate lines/s in all (default 200,000), the downstream reads
+  outage   the downstream is away, clients send as fast as they can: the queue fills its
+           memory budget, then spills
   drain    the downstream is back: the backlog drains; RSS a few seconds after it is empty
 
 RSS is sampled every 20 ms from /proc/PID/status (VmRSS); the process's own peak (VmHWM)
@@ -28,6 +29,7 @@ p.add_argument("--memory", default="64MiB")
 p.add_argument("--seconds", type=float, default=10)
 p.add_argument("--clients", type=int, default=4)
 p.add_argument("--line-bytes", type=int, default=60)
+p.add_argument("--rate", type=float, default=200000, help="lines/s in all during the steady phase")
 a = p.parse_args()
 units = {"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
 budget = int(a.memory[:-3]) * units[a.memory[-3:]]
@@ -109,10 +111,14 @@ pad = "x" * max(0, a.line_bytes - 30)
 sent = [0] * a.clients
 
 
-def client(i, until):
+def client(i, until, rate):
     s = socket.create_connection(hd.tcp())
     n = 0
+    t0 = time.monotonic()
     while time.monotonic() < until:
+        if rate and n > rate * (time.monotonic() - t0):
+            time.sleep(0.001)
+            continue
         chunk = "".join("mem.%d.%09d %s 1700000000\n" % (i, n + k, pad) for k in range(1000))
         s.sendall(chunk.encode())
         n += 1000
@@ -120,9 +126,9 @@ def client(i, until):
     sent[i] += n
 
 
-def load(seconds):
+def load(seconds, rate=0):
     until = time.monotonic() + seconds
-    ts = [threading.Thread(target=client, args=(i, until)) for i in range(a.clients)]
+    ts = [threading.Thread(target=client, args=(i, until, rate / a.clients)) for i in range(a.clients)]
     for t in ts:
         t.start()
     for t in ts:
@@ -142,7 +148,7 @@ def queue():
 
 rows = []
 sampler.phase()
-load(a.seconds)
+load(a.seconds, a.rate)
 rows.append(("steady", sampler.phase(), queue()))
 
 sink.stop()
@@ -160,8 +166,8 @@ rows.append(("drain", sampler.phase(), queue()))
 hwm = status(hd.proc.pid, "VmHWM")
 rc, _ = hd.stop()
 
-print("hopperd %s, max_memory_bytes %s, %d clients, %d-byte lines, %d lines sent; goal: peak RSS <= %s"
-      % (a.hopperd, a.memory, a.clients, a.line_bytes + 1, total, mib(goal)))
+print("hopperd %s, max_memory_bytes %s, %d clients, %d-byte lines, %d lines sent (steady: %d/s); goal: peak RSS <= %s"
+      % (a.hopperd, a.memory, a.clients, a.line_bytes + 1, total, a.rate, mib(goal)))
 print("%-8s %12s %14s %12s %12s" % ("phase", "peak RSS", "queue memory", "mem lines", "disk lines"))
 for name, peak, (qb, qi, qd) in rows:
     print("%-8s %12s %14s %12d %12d" % (name, mib(peak), mib(qb), qi, qd))
