@@ -95,7 +95,8 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   // Waiting for the client (not for a full queue) for at least `limit`.
   bool idle_for(Clock::time_point now, std::chrono::milliseconds limit) const noexcept {
     if (closed_ || paused_) return false;
-    if (handshaking_) return now - last_activity_ >= std::min<std::chrono::milliseconds>(limit, kHandshakeLimit);
+    if (handshaking_)  // a TLS handshake gets at most kHandshakeLimit, even with no idle limit
+      return now - last_activity_ >= (limit.count() > 0 ? std::min(limit, kHandshakeLimit) : kHandshakeLimit);
     return limit.count() > 0 && now - last_activity_ >= limit;
   }
   const std::string& peer() const noexcept { return peer_; }
@@ -412,7 +413,8 @@ void Ingest::sweep() {
       log_->info("closed {} TCP connection(s) idle for input.idle_timeout_ms ({} ms){}", closed, limit.count(),
                  held ? fmt::format(" ({} more such closes not logged)", held) : std::string());
   }
-  // Often enough that a connection lives at most a quarter longer than the limit.
+  // Often enough that a connection lives at most a quarter longer than the limit (and
+  // every second for TLS handshakes when there is no limit).
   auto every = std::chrono::milliseconds(1000);
   if (limit.count() > 0) every = std::clamp<std::chrono::milliseconds>(limit / 4, std::chrono::milliseconds(20), every);
   sweeper_.expires_after(every);

@@ -103,6 +103,7 @@ tls = "127.0.0.1:0"
 tls_cert_file = "{P('server.crt')}"
 tls_key_file = "{P('server.key')}"
 tls_client_ca_file = "{P('ca.crt')}"
+idle_timeout_ms = 500
 [metrics]
 listen = "127.0.0.1:0"
 [[output]]
@@ -152,6 +153,16 @@ except OSError:
     pass
 s.close()
 check("plain.on.tls 1 1" not in plain_sink.seen, "plain text on the TLS port is not relayed")
+silent = socket.create_connection(hd.tls())  # connects, never starts the handshake
+silent.settimeout(10)
+try:
+    gone = silent.recv(1) == b""
+except ConnectionResetError:
+    gone = True
+except socket.timeout:
+    gone = False
+silent.close()
+check(gone, "a client that never finishes its handshake is disconnected (idle_timeout_ms)")
 check(hd.stop()[0] == 0, "clean stop")
 
 # ---- TLS output: a wrong name, then a reload with the right one -----------------------
