@@ -28,6 +28,11 @@ class Exposition {
     if (!labels.empty()) out_ << '{' << labels << '}';
     out_ << ' ' << value << '\n';
   }
+  // A family of one sample without labels.
+  void single(const char* name, const char* type, const char* help, std::uint64_t value) {
+    family(name, type, help);
+    sample("", value);
+  }
   std::string str() const { return out_.str(); }
 
  private:
@@ -55,36 +60,38 @@ std::string render_metrics(const IngestCounters& in, const std::vector<Output*>&
   e.family("hopperd_bytes_received_total", "counter", "Bytes read from clients.");
   e.sample("transport=\"tcp\"", read(in.tcp_bytes));
   e.sample("transport=\"udp\"", read(in.udp_bytes));
-  e.family("hopperd_udp_datagrams_total", "counter", "UDP datagrams received.");
-  e.sample("", read(in.udp_datagrams));
-  e.family("hopperd_tcp_connections", "gauge", "TCP client connections open.");
-  e.sample("", read(in.connections_open));
-  e.family("hopperd_tcp_connections_total", "counter", "TCP client connections accepted.");
-  e.sample("", read(in.connections_total));
+  e.single("hopperd_udp_datagrams_total", "counter", "UDP datagrams received.", read(in.udp_datagrams));
+  e.single("hopperd_tcp_connections", "gauge", "TCP client connections open.", read(in.connections_open));
+  e.single("hopperd_tcp_connections_total", "counter",
+           "TCP client connections accepted.",
+           read(in.connections_total));
   e.family("hopperd_tcp_connections_rejected_total", "counter",
            "TCP clients accepted and closed at once: over input.max_tcp_clients, or out of file descriptors.");
   e.sample("reason=\"max_tcp_clients\"", read(in.connections_rejected));
   e.sample("reason=\"out_of_descriptors\"", read(in.connections_rejected_fd));
-  e.family("hopperd_tcp_accept_errors_total", "counter", "accept() calls that failed (EMFILE, ENFILE, ECONNABORTED...).");
-  e.sample("", read(in.accept_errors));
-  e.family("hopperd_tcp_accept_pauses_total", "counter",
-           "Times hopperd ran out of file descriptors and paused accepting (once per episode).");
-  e.sample("", read(in.accept_pauses));
-  e.family("hopperd_tcp_idle_closed_total", "counter", "TCP connections closed after input.idle_timeout_ms of silence.");
-  e.sample("", read(in.idle_closed));
-  e.family("hopperd_tls_handshake_failures_total", "counter", "TLS clients refused during the handshake.");
-  e.sample("", read(in.tls_handshake_failures));
-  e.family("hopperd_config_reloads_total", "counter", "SIGHUP reloads that took effect.");
-  e.sample("", read(in.reloads));
-  e.family("hopperd_config_reload_failures_total", "counter", "SIGHUP reloads refused (the running config stays).");
-  e.sample("", read(in.reload_failures));
-  e.family("hopperd_config_last_reload_successful", "gauge", "1 when the last reload (or the start) worked.");
-  e.sample("", read(in.last_reload_ok));
-  e.family("hopperd_backpressure_pauses_total", "counter",
-           "Times a TCP connection stopped reading because a queue under when_full = block was full.");
-  e.sample("", read(in.backpressure_pauses));
-  e.family("hopperd_input_read_errors_total", "counter", "Failed reads on client sockets.");
-  e.sample("", read(in.read_errors));
+  e.single("hopperd_tcp_accept_errors_total", "counter",
+           "accept() calls that failed (EMFILE, ENFILE, ECONNABORTED...).",
+           read(in.accept_errors));
+  e.single("hopperd_tcp_accept_pauses_total", "counter",
+           "Times hopperd ran out of file descriptors and paused accepting (once per episode).",
+           read(in.accept_pauses));
+  e.single("hopperd_tcp_idle_closed_total", "counter",
+           "TCP connections closed after input.idle_timeout_ms of silence.",
+           read(in.idle_closed));
+  e.single("hopperd_tls_handshake_failures_total", "counter",
+           "TLS clients refused during the handshake.",
+           read(in.tls_handshake_failures));
+  e.single("hopperd_config_reloads_total", "counter", "SIGHUP reloads that took effect.", read(in.reloads));
+  e.single("hopperd_config_reload_failures_total", "counter",
+           "SIGHUP reloads refused (the running config stays).",
+           read(in.reload_failures));
+  e.single("hopperd_config_last_reload_successful", "gauge",
+           "1 when the last reload (or the start) worked.",
+           read(in.last_reload_ok));
+  e.single("hopperd_backpressure_pauses_total", "counter",
+           "Times a TCP connection stopped reading because a queue under when_full = block was full.",
+           read(in.backpressure_pauses));
+  e.single("hopperd_input_read_errors_total", "counter", "Failed reads on client sockets.", read(in.read_errors));
 
   std::vector<hopper::Stats> stats;
   for (const Output* o : outputs) stats.push_back(o->stats());

@@ -9,7 +9,7 @@ import resource
 import socket
 import time
 
-from e2e_util import Hopperd, Sink, args, check, send_tcp, temp_dir, wait_for
+from e2e_util import Hopperd, Sink, args, check, one_output_config, send_tcp, temp_dir, wait_for
 
 a = args()
 work = temp_dir()
@@ -39,16 +39,7 @@ def soft_limit(pid):
 
 
 def config(sink_port, queue, extra=""):
-    return """[input]
-tcp = "127.0.0.1:0"
-%s
-[metrics]
-listen = "127.0.0.1:0"
-[[output]]
-name = "sink"
-address = "127.0.0.1:%d"
-queue_dir = "%s/%s"
-""" % (extra, sink_port, work, queue)
+    return one_output_config(sink_port, "%s/%s" % (work, queue), extra)
 
 
 sink = Sink().start()

@@ -9,7 +9,7 @@ import signal
 import socket
 import time
 
-from e2e_util import Hopperd, Sink, args, check, send_tcp, temp_dir, wait_for
+from e2e_util import Hopperd, Sink, args, check, one_output_config, send_tcp, temp_dir, wait_for
 
 a = args()
 work = temp_dir()
@@ -44,15 +44,7 @@ def wait_state(state, timeout=20):
     raise AssertionError("no %s from hopperd; got %r" % (state, messages))
 
 
-text = """[input]
-tcp = "127.0.0.1:0"
-[metrics]
-listen = "127.0.0.1:0"
-[[output]]
-name = "sink"
-address = "127.0.0.1:%d"
-queue_dir = "%s/q"
-""" % (sink.port, work)
+text = one_output_config(sink.port, work + "/q")
 hd = Hopperd(a.hopperd, work, text)
 env = dict(os.environ, NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="300000")
 hd.start(env=env)  # waits for --ready-file: kept for scripts outside systemd
