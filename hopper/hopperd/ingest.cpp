@@ -315,6 +315,7 @@ void Ingest::commit(const Config& next) {
     log_->info("reload: no longer listening on {} (its open connections stay)", (*it)->key);
     (*it)->acceptor.close(ec);
     (*it)->pause.cancel();
+    retired_tcp_.push_back(std::move(*it));  // a handler already queued may still refer to it
     it = acceptors_.erase(it);
   }
   for (auto it = udp_.begin(); it != udp_.end();) {
@@ -324,6 +325,7 @@ void Ingest::commit(const Config& next) {
     }
     log_->info("reload: no longer listening on {}", (*it)->key);
     (*it)->socket.close(ec);
+    retired_udp_.push_back(std::move(*it));
     it = udp_.erase(it);
   }
   config_ = &next;
@@ -425,7 +427,8 @@ void Ingest::sweep() {
 
 void Ingest::accept(Listener& l) {
   l.acceptor.async_accept([this, &l](const asio::error_code& ec, asio::ip::tcp::socket socket) {
-    if (stopping_ || ec == asio::error::operation_aborted) return;
+    // Closed: stopping, or by a reload (its completion may come after the close).
+    if (stopping_ || ec == asio::error::operation_aborted || !l.acceptor.is_open()) return;
     if (ec) return accept_failed(l, ec);
     l.backoff = std::chrono::milliseconds(0);
     if (fd_episode_) {
@@ -500,7 +503,7 @@ void Ingest::accept_failed(Listener& l, const asio::error_code& ec) {
   l.paused = true;
   l.pause.expires_after(l.backoff);
   l.pause.async_wait([this, &l](const asio::error_code& wec) {
-    if (wec || stopping_) return;
+    if (wec || stopping_ || !l.acceptor.is_open()) return;
     l.paused = false;
     accept(l);
   });
@@ -509,7 +512,7 @@ void Ingest::accept_failed(Listener& l, const asio::error_code& ec) {
 void Ingest::receive(UdpListener& u) {
   u.socket.async_receive_from(asio::buffer(u.buffer), u.peer, [this, &u](const asio::error_code& ec, std::size_t n) {
     if (stopping_ || ec == asio::error::operation_aborted) return;
-    if (!ec) {
+    if (!ec) {  // a datagram read before a reload closed its socket is still relayed
       bump(counters_.udp_datagrams);
       bump(counters_.udp_bytes, n);
       for_each_datagram_line(std::string_view(u.buffer.data(), n), config_->max_line_bytes, [&](const LineCheck& c) {
@@ -522,7 +525,7 @@ void Ingest::receive(UdpListener& u) {
     } else {
       bump(counters_.read_errors);
     }
-    receive(u);
+    if (u.socket.is_open()) receive(u);
   });
 }
 

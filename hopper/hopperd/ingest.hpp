@@ -126,6 +126,10 @@ class Ingest {
   std::vector<std::unique_ptr<Listener>> next_tcp_;
   std::vector<std::unique_ptr<UdpListener>> next_udp_;
   std::shared_ptr<asio::ssl::context> next_tls_;
+  // Listeners a reload closed: kept (closed) until we go, because a completion already
+  // queued for one may still refer to it. A few bytes per reload.
+  std::vector<std::unique_ptr<Listener>> retired_tcp_;
+  std::vector<std::unique_ptr<UdpListener>> retired_udp_;
   std::list<std::shared_ptr<TcpSession>> sessions_;
   asio::steady_timer sweeper_;
   // A descriptor kept open for the moment accept() fails with EMFILE: closing it lets the
