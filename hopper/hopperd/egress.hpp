@@ -22,9 +22,6 @@
 
 namespace hopperd {
 
-// Returns the heap that freed memory left mapped to the kernel (after a backlog drained).
-void give_back_memory() noexcept;
-
 // A TCP client connection with deadlines on every step (the egress thread must notice a
 // stop request while a downstream hangs). Not thread-safe: owned by one egress thread.
 class Connection {

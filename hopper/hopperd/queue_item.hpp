@@ -39,6 +39,10 @@ struct Footprint<std::string> {
 
 namespace hopperd {
 
+// Returns the heap that freed memory left mapped to the kernel (after a backlog drained;
+// egress.cpp).
+void give_back_memory() noexcept;
+
 // The age of an output's oldest undelivered line, from samples of how many lines had been
 // accepted by when. Lines leave a queue in the order they came, so the oldest undelivered
 // one is the first that the count of lines done with (delivered, rejected, dropped) has not
