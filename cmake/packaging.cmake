@@ -17,6 +17,21 @@ set(deb_dir ${PROJECT_BINARY_DIR}/deb)
 configure_file(${PROJECT_SOURCE_DIR}/cmake/hopper.pc.in ${PROJECT_BINARY_DIR}/hopper.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/hopper.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT Unspecified)
 
+# A stripped install (cpack: CPACK_STRIP_FILES; cmake --install --strip) strips executables
+# but not static archives, and leaves the compiler's .comment sections; dh_strip does
+# both (its flags, below), so the packages look like Debian's own to lintian.
+function(hopper_deb_strip component file)
+  install(CODE "if(CMAKE_INSTALL_DO_STRIP)
+  execute_process(COMMAND ${CMAKE_STRIP} --strip-debug --remove-section=.comment --remove-section=.note
+                          --enable-deterministic-archives \"\$ENV{DESTDIR}\${CMAKE_INSTALL_PREFIX}/${file}\")
+endif()" COMPONENT ${component})
+endfunction()
+hopper_deb_strip(Unspecified ${CMAKE_INSTALL_LIBDIR}/$<TARGET_FILE_NAME:hopper>)
+if(HOPPER_BUILD_PROGRAMS)
+  hopper_deb_strip(hopperd ${CMAKE_INSTALL_BINDIR}/$<TARGET_FILE_NAME:hopperd>)
+  hopper_deb_strip(hopperd ${CMAKE_INSTALL_BINDIR}/$<TARGET_FILE_NAME:hopper-tool>)
+endif()
+
 # Compressed the way Debian wants them (gzip -9n: no name, no time stamp).
 set(deb_gz)
 function(hopper_deb_gz out in)
