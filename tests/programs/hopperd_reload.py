@@ -58,8 +58,11 @@ target = {"addr": hd.tcp()}
 
 
 def load(worker):
+    # Paced (500 lines every 20 ms per client, 75,000 lines/s in all) so that the load
+    # lasts through every reload below; bounded all the same.
     n = 0
-    while not stop_load.is_set() and n < 400:
+    while not stop_load.is_set() and n < 1500:
+        time.sleep(0.02)
         batch = ["load.%d.%d 1 %d" % (worker, n * 500 + i, i) for i in range(500)]
         try:
             send_tcp(target["addr"], batch)
@@ -127,7 +130,8 @@ wait_for(lambda: lines_sent() > n0 + 3000, 30, "lines still flow under the old c
 
 b.stop()                                                              # b's lines now wait
 b_seen_before = b.distinct()
-time.sleep(0.5)
+wait_for(lambda: hd.metric('hopperd_output_queue_memory_items{output="b"}') +
+         hd.metric('hopperd_output_queue_disk_items{output="b"}') > 1000, 30, "lines waiting for b")
 reload(config(ports[1], a2.port, False))                              # 4: remove b
 check(hd.metric("hopperd_config_last_reload_successful") == 1, "a valid reload after a refused one works")
 left = json.loads(hd.healthz()[1])["removed_outputs"]
