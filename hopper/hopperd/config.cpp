@@ -1,7 +1,9 @@
 #include "hopperd/config.hpp"
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
 #include <memory>
 #include <fstream>
 #include <set>
@@ -90,7 +92,10 @@ class Keys {
     } else {
       place_.fail(*n, name(key), "expected a size: an integer of bytes or a string such as \"64MiB\"");
     }
-    if (!v) place_.fail(*n, name(key), "not a size: use bytes or a unit B, KiB, MiB, GiB, TiB, KB, MB, GB, TB");
+    if (!v)
+      place_.fail(*n, name(key),
+                  (n->is_string() ? "not a size: \"" + *n->value<std::string>() + "\"" : std::string("not a size: negative")) +
+                      "; use bytes or a unit B, KiB, MiB, GiB, TiB, KB, MB, GB, TB");
     if (*v < min || *v > max)
       place_.fail(*n, name(key), "must be between " + std::to_string(min) + " and " + std::to_string(max) +
                                      " bytes, got " + std::to_string(*v));
@@ -217,8 +222,22 @@ std::string property_value(const toml::node& v) {
 }
 
 // Keys that only one output type understands.
-const std::set<std::string> kTcpOnly{"address", "batch_bytes", "connect_timeout_ms", "write_timeout_ms",
-                                     "backoff_initial_ms", "backoff_max_ms", "replay_bytes"};
+const std::set<std::string> kTcpOnly{"address",        "batch_bytes",    "connect_timeout_ms", "write_timeout_ms",
+                                     "backoff_initial_ms", "backoff_max_ms", "replay_bytes",     "tls",
+                                     "tls_verify",     "tls_ca_file",    "tls_server_name",    "tls_cert_file",
+                                     "tls_key_file"};
+
+// A file that must exist and be readable now (a certificate, a key, a CA).
+std::string readable_file(Keys& k, const std::string& key, std::string* origin = nullptr) {
+  auto v = k.string(key);
+  if (!v) return {};
+  const toml::node& n = k.node_of(key);
+  if (origin) *origin = k.place().at(n.source(), k.name(key));
+  if (v->empty()) k.place().fail(n, k.name(key), "must not be empty");
+  std::ifstream in(*v);
+  if (!in) k.place().fail(n, k.name(key), "cannot read \"" + *v + "\": " + std::strerror(errno));
+  return *v;
+}
 const std::set<std::string> kKafkaOnly{"brokers", "topic", "key", "on_reject", "dead_letter_dir",
                                        "dead_letter_max_bytes", "librdkafka"};
 
@@ -353,6 +372,19 @@ OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& 
     const toml::node* addr = k.get("address");
     if (!addr) throw ConfigError{place.at(t.source(), prefix) + ": missing key \"address\" (\"host:port\" of the downstream)"};
     o.address = parse_endpoint(*addr, k.name("address"), place, false);
+    o.tls.origin = place.at(t.source(), prefix);
+    if (auto v = k.boolean("tls")) o.tls.enabled = *v;
+    if (auto v = k.boolean("tls_verify")) o.tls.verify = *v;
+    o.tls.ca_file = readable_file(k, "tls_ca_file", &o.tls.ca_origin);
+    if (auto v = k.string("tls_server_name")) o.tls.server_name = *v;
+    o.tls.cert_file = readable_file(k, "tls_cert_file", &o.tls.cert_origin);
+    o.tls.key_file = readable_file(k, "tls_key_file", &o.tls.key_origin);
+    if (o.tls.cert_file.empty() != o.tls.key_file.empty())
+      throw ConfigError{o.tls.origin + ": tls_cert_file and tls_key_file go together (a client certificate and its key)"};
+    if (!o.tls.enabled) {
+      for (const char* key : {"tls_verify", "tls_ca_file", "tls_server_name", "tls_cert_file", "tls_key_file"})
+        if (const toml::node* n = t.get(key)) place.fail(*n, k.name(key), "only used with tls = true");
+    }
   }
 
   auto dir = k.string("queue_dir");
@@ -414,13 +446,27 @@ Config parse(const toml::table& root, const std::string& path) {
     Keys k(*t, "input", place);
     c.tcp = parse_endpoints(k, "tcp");
     c.udp = parse_endpoints(k, "udp");
+    c.tls = parse_endpoints(k, "tls");
     if (auto v = k.size("max_line_bytes", 16, 16 << 20)) c.max_line_bytes = *v;
-    if (auto v = k.integer("max_tcp_clients", 1, 1000000)) c.max_tcp_clients = static_cast<std::size_t>(*v);
+    if (auto v = k.integer("max_tcp_clients", 1, 1000000)) {
+      c.max_tcp_clients = static_cast<std::size_t>(*v);
+      c.max_tcp_clients_origin = place.at(k.node_of("max_tcp_clients").source(), "input.max_tcp_clients");
+    }
     if (auto v = k.size("udp_receive_buffer", 4096, 1 << 30)) c.udp_receive_buffer = *v;
+    if (auto v = k.millis("idle_timeout_ms", 0, 86400000)) c.idle_timeout = *v;
+    c.tls_server.cert_file = readable_file(k, "tls_cert_file", &c.tls_server.cert_origin);
+    c.tls_server.key_file = readable_file(k, "tls_key_file", &c.tls_server.key_origin);
+    c.tls_server.client_ca_file = readable_file(k, "tls_client_ca_file", &c.tls_server.ca_origin);
+    c.tls_server.origin = place.at(t->source(), "input");
+    if (!c.tls.empty() && (c.tls_server.cert_file.empty() || c.tls_server.key_file.empty()))
+      place.fail(k.node_of("tls"), "input.tls", "TLS listeners need input.tls_cert_file and input.tls_key_file");
+    if (c.tls.empty())
+      for (const char* key : {"tls_cert_file", "tls_key_file", "tls_client_ca_file"})
+        if (const toml::node* f = t->get(key)) place.fail(*f, std::string("input.") + key, "only used with input.tls listeners");
     k.reject_unknown();
   }
-  if (c.tcp.empty() && c.udp.empty())
-    throw ConfigError{path + ": input: no listener; set input.tcp and/or input.udp to \"host:port\" lists"};
+  if (c.tcp.empty() && c.udp.empty() && c.tls.empty())
+    throw ConfigError{path + ": input: no listener; set input.tcp, input.tls and/or input.udp to \"host:port\" lists"};
 
   if (const toml::node* n = top.get("metrics")) {
     const toml::table* t = n->as_table();
@@ -451,6 +497,20 @@ Config parse(const toml::table& root, const std::string& path) {
     k.reject_unknown();
   }
 
+  if (const toml::node* n = top.get("health")) {
+    const toml::table* t = n->as_table();
+    if (!t) place.fail(*n, "health", "expected a table [health]");
+    Keys k(*t, "health", place);
+    if (auto v = k.string("ready")) {
+      if (*v == "serving") c.health.mode = HealthMode::serving;
+      else if (*v == "any") c.health.mode = HealthMode::any;
+      else if (*v == "all") c.health.mode = HealthMode::all;
+      else place.fail(k.node_of("ready"), "health.ready", "expected one of any, all, serving; got \"" + *v + "\"");
+    }
+    if (auto v = k.millis("max_backlog_age_ms", 0, 30LL * 86400000)) c.health.max_backlog_age = *v;
+    k.reject_unknown();
+  }
+
   const toml::node* outs = top.get("output");
   if (!outs) throw ConfigError{path + ": no [[output]]: hopperd needs at least one downstream"};
   const toml::array* arr = outs->as_array();
@@ -464,6 +524,42 @@ Config parse(const toml::table& root, const std::string& path) {
 }
 
 }  // namespace
+
+bool OutputConfig::same_as(const OutputConfig& o) const {
+  const hopper::Options& a = queue;
+  const hopper::Options& b = o.queue;
+  const bool same_queue = a.directory == b.directory && a.max_memory_bytes == b.max_memory_bytes &&
+                          a.max_disk_bytes == b.max_disk_bytes && a.segment_bytes == b.segment_bytes &&
+                          a.page_bytes == b.page_bytes && a.compression_level == b.compression_level &&
+                          a.when_full == b.when_full && a.sync == b.sync && a.sync_interval == b.sync_interval;
+  const KafkaConfig& k = kafka;
+  const KafkaConfig& l = o.kafka;
+  const bool same_kafka = k.brokers == l.brokers && k.topic == l.topic && k.key_field == l.key_field &&
+                          k.properties == l.properties && k.on_reject == l.on_reject &&
+                          k.dead_letter.directory == l.dead_letter.directory &&
+                          k.dead_letter.max_disk_bytes == l.dead_letter.max_disk_bytes;
+  auto plain = [](TlsClientConfig t) {
+    t.origin.clear();
+    t.cert_origin.clear();
+    t.key_origin.clear();
+    t.ca_origin.clear();
+    return t;
+  };
+  return name == o.name && type == o.type && same_queue && same_kafka && address.same(o.address) &&
+         plain(tls) == plain(o.tls) && batch_bytes == o.batch_bytes && connect_timeout == o.connect_timeout &&
+         write_timeout == o.write_timeout && backoff_initial == o.backoff_initial && backoff_max == o.backoff_max &&
+         commit_interval == o.commit_interval && replay_bytes == o.replay_bytes;
+}
+
+std::string plain(const hopper::Status& s) {
+  std::string m = s.message();
+  // The code says nothing the text does not for these two; "locked: ..." and the like
+  // keep theirs.
+  if (s.code() != hopper::Errc::io_error && s.code() != hopper::Errc::invalid_argument) return m;
+  const std::string code = std::string(hopper::to_string(s.code())) + ": ";
+  if (m.compare(0, code.size(), code) == 0) m.erase(0, code.size());
+  return m;
+}
 
 std::string Endpoint::text() const {
   return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);

@@ -28,8 +28,17 @@ struct IngestCounters {
   Counter connections_open{0};             // a gauge: incremented and decremented
   Counter connections_total{0};
   Counter connections_rejected{0};         // over input.max_tcp_clients
+  Counter connections_rejected_fd{0};      // accepted and closed at once: out of file descriptors
+  Counter accept_errors{0};                // accept() calls that failed
+  Counter accept_pauses{0};                // times accepting paused: out of file descriptors
+  Counter idle_closed{0};                  // connections closed after input.idle_timeout_ms
+  Counter tls_handshake_failures{0};       // TLS clients that failed the handshake
   Counter backpressure_pauses{0};          // a TCP connection stopped reading: a queue was full
   Counter read_errors{0};
+  // The daemon's own (bumped on the I/O thread).
+  Counter reloads{0};                      // SIGHUP reloads that took effect
+  Counter reload_failures{0};              // ... that were refused (the old config kept running)
+  Counter last_reload_ok{1};               // a gauge: 1 when the last reload (or the start) worked
 };
 
 // One output's side. Bumped by its egress thread (and by ingest for drops).

@@ -130,8 +130,8 @@ hopper::Result<std::unique_ptr<KafkaEgress>> KafkaEgress::create(const OutputCon
   if (config.kafka.on_reject == OnReject::dead_letter) {
     auto ch = hopper::channel<std::string>(config.kafka.dead_letter);
     if (!ch.ok())
-      return Status(ch.status().code(), "output \"" + config.name + "\": cannot open its dead-letter queue (" +
-                                            config.kafka.dead_letter_origin + "): " + ch.status().message());
+      return Status(ch.status().code(), config.kafka.dead_letter_origin + ": output \"" + config.name +
+                                            "\" cannot open its dead-letter queue: " + plain(ch.status()));
     k->dead_letter_.emplace(std::move(*ch));
   }
   if (Status s = k->start_producer(); !s.ok()) return s;
@@ -406,6 +406,8 @@ void KafkaEgress::run(hopper::Receiver<std::string>& receiver, const std::functi
   std::uint64_t batch_start = 0, batch_end = 0;
   bool exact = true;
   std::uint64_t receive_failures = 0;
+  bool trim_due = false;  // the queue held 4 MiB or more since memory was last given back
+  std::uint64_t batches_since_check = 0;
   // Lines produced since the last service (poll, commit, clock): a busy output pays for
   // those once per kBurst lines, not per line.
   std::uint32_t burst = 0;
@@ -477,7 +479,16 @@ void KafkaEgress::run(hopper::Receiver<std::string>& receiver, const std::functi
       }
       if (s.code() == Errc::timeout) {
         if (window_.outstanding() > 0) serve(kBusyWait);
-        else commit(receiver, true);  // idle: persist the position now
+        else {
+          commit(receiver, true);  // idle: persist the position now
+          if (trim_due) {  // a backlog has drained: give its heap back (egress.cpp)
+            const hopper::Stats st = receiver.stats();
+            if (st.memory_items == 0 && st.disk_items == 0) {
+              give_back_memory();
+              trim_due = false;
+            }
+          }
+        }
         continue;
       }
       if (s.code() == Errc::closed) {
@@ -496,6 +507,7 @@ void KafkaEgress::run(hopper::Receiver<std::string>& receiver, const std::functi
       receive_failures = 0;
       batch_end = receiver.position();
       exact = batch_end - batch_start == batch.size();
+      if (!trim_due && ++batches_since_check % 64 == 0) trim_due = receiver.stats().memory_bytes >= (4u << 20);
     }
     const std::uint64_t end = exact ? batch_start + next + 1 : next + 1 == batch.size() ? batch_end : batch_start;
     const AckWindow::Id id = window_.push(end, std::move(batch[next]), now);

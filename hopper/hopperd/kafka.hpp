@@ -15,7 +15,7 @@
 
 #include <spdlog/logger.h>
 
-#include <hopper/hopper.hpp>
+#include "hopperd/queue_item.hpp"
 
 #include "hopperd/config.hpp"
 #include "hopperd/counters.hpp"

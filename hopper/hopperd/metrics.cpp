@@ -4,6 +4,8 @@
 #include <chrono>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 namespace hopperd {
 
 namespace {
@@ -25,6 +27,11 @@ class Exposition {
     out_ << name_;
     if (!labels.empty()) out_ << '{' << labels << '}';
     out_ << ' ' << value << '\n';
+  }
+  // A family of one sample without labels.
+  void single(const char* name, const char* type, const char* help, std::uint64_t value) {
+    family(name, type, help);
+    sample("", value);
   }
   std::string str() const { return out_.str(); }
 
@@ -53,22 +60,44 @@ std::string render_metrics(const IngestCounters& in, const std::vector<Output*>&
   e.family("hopperd_bytes_received_total", "counter", "Bytes read from clients.");
   e.sample("transport=\"tcp\"", read(in.tcp_bytes));
   e.sample("transport=\"udp\"", read(in.udp_bytes));
-  e.family("hopperd_udp_datagrams_total", "counter", "UDP datagrams received.");
-  e.sample("", read(in.udp_datagrams));
-  e.family("hopperd_tcp_connections", "gauge", "TCP client connections open.");
-  e.sample("", read(in.connections_open));
-  e.family("hopperd_tcp_connections_total", "counter", "TCP client connections accepted.");
-  e.sample("", read(in.connections_total));
-  e.family("hopperd_tcp_connections_rejected_total", "counter", "TCP clients refused over input.max_tcp_clients.");
-  e.sample("", read(in.connections_rejected));
-  e.family("hopperd_backpressure_pauses_total", "counter",
-           "Times a TCP connection stopped reading because a queue under when_full = block was full.");
-  e.sample("", read(in.backpressure_pauses));
-  e.family("hopperd_input_read_errors_total", "counter", "Failed reads on client sockets.");
-  e.sample("", read(in.read_errors));
+  e.single("hopperd_udp_datagrams_total", "counter", "UDP datagrams received.", read(in.udp_datagrams));
+  e.single("hopperd_tcp_connections", "gauge", "TCP client connections open.", read(in.connections_open));
+  e.single("hopperd_tcp_connections_total", "counter",
+           "TCP client connections accepted.",
+           read(in.connections_total));
+  e.family("hopperd_tcp_connections_rejected_total", "counter",
+           "TCP clients accepted and closed at once: over input.max_tcp_clients, or out of file descriptors.");
+  e.sample("reason=\"max_tcp_clients\"", read(in.connections_rejected));
+  e.sample("reason=\"out_of_descriptors\"", read(in.connections_rejected_fd));
+  e.single("hopperd_tcp_accept_errors_total", "counter",
+           "accept() calls that failed (EMFILE, ENFILE, ECONNABORTED...).",
+           read(in.accept_errors));
+  e.single("hopperd_tcp_accept_pauses_total", "counter",
+           "Times hopperd ran out of file descriptors and paused accepting (once per episode).",
+           read(in.accept_pauses));
+  e.single("hopperd_tcp_idle_closed_total", "counter",
+           "TCP connections closed after input.idle_timeout_ms of silence.",
+           read(in.idle_closed));
+  e.single("hopperd_tls_handshake_failures_total", "counter",
+           "TLS clients refused during the handshake.",
+           read(in.tls_handshake_failures));
+  e.single("hopperd_config_reloads_total", "counter", "SIGHUP reloads that took effect.", read(in.reloads));
+  e.single("hopperd_config_reload_failures_total", "counter",
+           "SIGHUP reloads refused (the running config stays).",
+           read(in.reload_failures));
+  e.single("hopperd_config_last_reload_successful", "gauge",
+           "1 when the last reload (or the start) worked.",
+           read(in.last_reload_ok));
+  e.single("hopperd_backpressure_pauses_total", "counter",
+           "Times a TCP connection stopped reading because a queue under when_full = block was full.",
+           read(in.backpressure_pauses));
+  e.single("hopperd_input_read_errors_total", "counter", "Failed reads on client sockets.", read(in.read_errors));
 
   std::vector<hopper::Stats> stats;
   for (const Output* o : outputs) stats.push_back(o->stats());
+  std::vector<double> ages;
+  const auto now = std::chrono::steady_clock::now();
+  for (Output* o : outputs) ages.push_back(o->backlog_age_seconds(now));
   auto per_output = [&](const char* name, const char* type, const char* help, auto value) {
     e.family(name, type, help);
     for (std::size_t i = 0; i < outputs.size(); ++i) e.sample(output_label(*outputs[i]), value(*outputs[i], stats[i]));
@@ -103,6 +132,9 @@ std::string render_metrics(const IngestCounters& in, const std::vector<Output*>&
              [](O o, S) { return read(o.counters.bytes_written); });
   per_output("hopperd_output_batches_total", "counter", "Batches written.",
              [](O o, S) { return read(o.counters.batches); });
+  e.family("hopperd_output_backlog_age_seconds", "gauge",
+           "Age of the oldest line queued and not yet delivered (0 when none; to the second).");
+  for (std::size_t i = 0; i < outputs.size(); ++i) e.sample(output_label(*outputs[i]), ages[i]);
   per_output("hopperd_output_connected", "gauge", "1 while connected to the downstream.",
              [](O o, S) { return read(o.counters.connected); });
   per_output("hopperd_output_reconnects_total", "counter", "Connections established after the first.",
@@ -177,15 +209,84 @@ std::string render_metrics(const IngestCounters& in, const std::vector<Output*>&
   return e.str();
 }
 
-std::string render_health(const std::vector<Output*>& outputs, bool& brokers_ok) {
-  std::string body = "ok\n";
-  brokers_ok = true;
-  for (const Output* o : outputs) {
-    if (!o->kafka()) continue;
-    body += o->kafka()->health() + "\n";
-    if (!o->kafka()->brokers_reachable()) brokers_ok = false;
+Health judge_health(const HealthConfig& config, const std::vector<Output*>& outputs, bool serving,
+                    const std::string& extra_json) {
+  Health h;
+  const auto now = std::chrono::steady_clock::now();
+  nlohmann::json list = nlohmann::json::array();
+  std::size_t delivering = 0;
+  std::string first_problem;
+  for (Output* o : outputs) {
+    const hopper::Stats s = o->stats();
+    // In the queue, and taken from it but not yet written (TCP) or acknowledged (Kafka).
+    const std::uint64_t waiting = s.memory_items + s.disk_items + read(o->counters.in_flight);
+    const bool connected = read(o->counters.connected) > 0;
+    const double age = o->backlog_age_seconds(now);
+    const std::string type = o->kafka() ? "kafka" : "tcp";
+    std::string why;
+    bool ok = true;
+    if (!connected && waiting > 0) {
+      ok = false;
+      why = o->kafka() ? "no Kafka broker reachable; " + std::to_string(waiting) + " lines wait"
+                       : "not connected to " + o->config().address.text() + "; " + std::to_string(waiting) +
+                             " lines wait";
+    } else if (config.max_backlog_age.count() > 0 &&
+               age * 1000 > static_cast<double>(config.max_backlog_age.count())) {
+      ok = false;
+      why = "the oldest undelivered line is " + std::to_string(static_cast<std::uint64_t>(age)) +
+            " s old (health.max_backlog_age_ms = " + std::to_string(config.max_backlog_age.count()) + ")";
+    } else if (connected) {
+      why = "delivering";
+    } else {
+      why = "idle: nothing to deliver; " + (o->kafka() ? o->kafka()->health() : "not connected (it connects when lines come)");
+    }
+    if (ok) ++delivering;
+    else if (first_problem.empty()) first_problem = "output " + o->config().name + ": " + why;
+    list.push_back({{"name", o->config().name},
+                    {"type", type},
+                    {"delivering", ok},
+                    {"connected", connected},
+                    {"backlog_lines", waiting},
+                    {"backlog_age_seconds", age},
+                    {"reason", why}});
+    if (o->kafka()) {
+      h.brokers_body += o->kafka()->health() + "\n";
+      if (!o->kafka()->brokers_reachable()) h.brokers_ok = false;
+    }
   }
-  return body;
+  std::string reason;
+  const char* mode = "any";
+  switch (config.mode) {
+    case HealthMode::serving:
+      mode = "serving";
+      h.healthy = true;
+      reason = "serving (health.ready = \"serving\": outputs are not judged)";
+      break;
+    case HealthMode::any:
+      h.healthy = delivering > 0 || outputs.empty();
+      reason = h.healthy ? std::to_string(delivering) + " of " + std::to_string(outputs.size()) + " outputs deliver"
+                         : "no output delivers; " + first_problem;
+      break;
+    case HealthMode::all:
+      mode = "all";
+      h.healthy = delivering == outputs.size();
+      reason = h.healthy ? "every output delivers" : first_problem;
+      break;
+  }
+  if (!serving) {
+    h.healthy = false;
+    h.brokers_ok = false;
+    reason = "stopping";
+  }
+  nlohmann::json body = {{"status", h.healthy ? "ok" : "unhealthy"}, {"ready", mode}, {"reason", reason},
+                         {"outputs", std::move(list)}};
+  if (!extra_json.empty()) {
+    const nlohmann::json extra = nlohmann::json::parse(extra_json, nullptr, false);
+    if (extra.is_object()) body.update(extra);
+  }
+  h.body = body.dump(2) + "\n";
+  if (h.brokers_body.empty()) h.brokers_body = "ok\n";
+  return h;
 }
 
 // ---- the HTTP side --------------------------------------------------------------------
@@ -222,13 +323,14 @@ class HttpExchange : public std::enable_shared_from_this<HttpExchange> {
       respond(405, "text/plain", "only GET\n");
     } else if (target == "/metrics") {
       respond(200, "text/plain; version=0.0.4; charset=utf-8", metrics_(), method == "HEAD");
-    } else if (target == "/healthz" || target == "/healthz/brokers") {
-      // /healthz: 200 while hopperd serves (an unreachable downstream is what its queues
-      // are for); the body says, per Kafka output, whether its brokers are reachable.
-      // /healthz/brokers: 503 as well while any Kafka output reaches no broker.
+    } else if (target == "/healthz") {
+      // 200 or 503 by health.ready, with a JSON body that says why, output by output.
       const Health h = health_();
-      const bool ok = h.serving && (target == "/healthz" || h.brokers_ok);
-      respond(ok ? 200 : 503, "text/plain", h.serving ? h.body : "stopping\n", method == "HEAD");
+      respond(h.healthy ? 200 : 503, "application/json", h.body, method == "HEAD");
+    } else if (target == "/healthz/brokers") {
+      // 503 while any Kafka output reaches no broker; one line per Kafka output.
+      const Health h = health_();
+      respond(h.brokers_ok ? 200 : 503, "text/plain", h.brokers_body, method == "HEAD");
     } else {
       respond(404, "text/plain", "not found: try /metrics, /healthz or /healthz/brokers\n");
     }
@@ -261,7 +363,7 @@ class HttpExchange : public std::enable_shared_from_this<HttpExchange> {
 
 MetricsServer::MetricsServer(asio::io_context& io, std::function<std::string()> metrics, std::function<Health()> health,
                              std::shared_ptr<spdlog::logger> log)
-    : io_(io), acceptor_(io), metrics_(std::move(metrics)), health_(std::move(health)), log_(std::move(log)) {}
+    : io_(io), acceptor_(io), pause_(io), metrics_(std::move(metrics)), health_(std::move(health)), log_(std::move(log)) {}
 
 hopper::Status MetricsServer::bind(const Endpoint& at) {
   asio::error_code ec;
@@ -297,8 +399,15 @@ void MetricsServer::start() {
 void MetricsServer::accept() {
   acceptor_.async_accept([this](const asio::error_code& ec, asio::ip::tcp::socket s) {
     if (stopping_ || ec == asio::error::operation_aborted) return;
-    if (!ec) std::make_shared<HttpExchange>(std::move(s), metrics_, health_)->start();
-    accept();
+    if (!ec) {
+      std::make_shared<HttpExchange>(std::move(s), metrics_, health_)->start();
+      return accept();
+    }
+    // Out of file descriptors (the clients' fault, or ours): a pause, not a busy loop.
+    pause_.expires_after(std::chrono::milliseconds(100));
+    pause_.async_wait([this](const asio::error_code& wec) {
+      if (!wec && !stopping_) accept();
+    });
   });
 }
 
@@ -306,6 +415,7 @@ void MetricsServer::stop() {
   stopping_ = true;
   asio::error_code ec;
   acceptor_.close(ec);
+  pause_.cancel();
 }
 
 }  // namespace hopperd

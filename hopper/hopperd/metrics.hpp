@@ -21,17 +21,21 @@ namespace hopperd {
 
 // The Prometheus text format (version 0.0.4) of everything hopperd counts. Thread-safe
 // (reads atomics and Receiver::stats).
+// On the I/O thread (the outputs' backlog clocks are its).
 std::string render_metrics(const IngestCounters& ingest, const std::vector<Output*>& outputs);
 
-// What /healthz answers: `serving` (false once stopping), the body, and whether every
-// Kafka output reaches a broker.
+// What /healthz and /healthz/brokers answer.
 struct Health {
-  bool serving = true;
-  std::string body = "ok\n";
-  bool brokers_ok = true;
+  bool healthy = true;      // /healthz: 200, else 503
+  std::string body;         // /healthz: JSON saying why
+  bool brokers_ok = true;   // /healthz/brokers: 200, else 503
+  std::string brokers_body = "ok\n";  // one line per Kafka output
 };
-// "ok" and one line per Kafka output; `brokers_ok` is false when one reaches no broker.
-std::string render_health(const std::vector<Output*>& outputs, bool& brokers_ok);
+// Judges the outputs by `config` (docs/operations.md, "Health"). `serving` is false once
+// stopping. `extra` is merged into the JSON body (the config's reload state). On the I/O
+// thread.
+Health judge_health(const HealthConfig& config, const std::vector<Output*>& outputs, bool serving,
+                    const std::string& extra_json = "");
 
 // Serves GET /metrics and GET /healthz over HTTP/1.0-style one-request connections. Runs
 // on the I/O thread's io_context; not thread-safe otherwise.
@@ -49,6 +53,7 @@ class MetricsServer {
   void accept();
   asio::io_context& io_;
   asio::ip::tcp::acceptor acceptor_;
+  asio::steady_timer pause_;
   std::function<std::string()> metrics_;
   std::function<Health()> health_;
   std::shared_ptr<spdlog::logger> log_;

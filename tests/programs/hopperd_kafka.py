@@ -11,6 +11,7 @@ lines time out inside librdkafka and hopperd produces them again, in order. Then
 answer fatal to the idempotent producer: hopperd replaces the producer. Last, a topic that
 does not exist and a write refused as not authorized: rejected, never wedging."""
 
+import json
 import os
 import time
 import urllib.error
@@ -104,7 +105,8 @@ cluster.down()
 cluster2.down()
 wait_for(lambda: metric("hopperd_output_connected") == 0, 30, "the output seeing the brokers gone")
 status, body = healthz("/healthz")
-check(status == 200 and "unreachable" in body, "/healthz: 200 (hopperd serves) and says the brokers are unreachable")
+check(status == 200 and "unreachable" in body,
+      "/healthz: 200 while nothing waits (health.ready = any), and says the brokers are unreachable")
 status, _ = healthz("/healthz/brokers")
 check(status == 503, "/healthz/brokers: 503 while no broker is reachable")
 delivered_before = metric("hopperd_output_delivered_total")
@@ -112,6 +114,9 @@ batch = lines("outage", 30000)
 send_tcp(hd.tcp(), batch)
 sent += batch
 wait_for(lambda: metric("hopperd_output_queued_total") >= len(sent), 30, "the outage's lines queued")
+status, body = healthz("/healthz")
+check(status == 503 and "no Kafka broker reachable" in json.loads(body)["reason"],
+      "/healthz: 503 once lines wait for the brokers, and says why: %s" % json.loads(body)["reason"])
 time.sleep(1.5)  # a statistics interval: the gauges below are librdkafka's
 m = hd.metrics()
 in_flight = m.get("hopperd_output_in_flight{%s}" % K, 0)
