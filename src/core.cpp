@@ -1111,9 +1111,9 @@ std::uint64_t Core::release_held(std::uint64_t position) {
     }
     // Partly below the position: its first items go, the rest stay held.
     const auto n = static_cast<std::uint32_t>(position - p.first_seq);
-    std::size_t bytes = 0;
-    for (std::uint32_t i = 0; i < n; ++i) bytes += format::kItemPrefixSize + format::get_u32(p.raw.data() + bytes);
-    p.raw.erase(0, bytes);
+    format::ItemCursor cut(p.raw);  // the framing's one reader; held pages are ours, well formed
+    for (std::uint32_t i = 0; i < n; ++i) (void)cut.next();
+    p.raw.erase(0, cut.offset());
     p.first_seq += n;
     p.count -= n;
     items += n;
