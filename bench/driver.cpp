@@ -178,7 +178,7 @@ hb::Json spread_json(const std::vector<double>& v) {
   j["median"] = s.median;
   j["min"] = s.min;
   j["max"] = s.max;
-  hb::Json runs = hb::Json::Array{};
+  hb::Json runs = hb::Json::array();
   for (double x : v) runs.push_back(x);
   j["runs"] = runs;
   return j;
@@ -291,8 +291,8 @@ int main(int argc, char** argv) {
 
   std::vector<Row> rows;
   std::vector<std::string> target_lines;
-  hb::Json workloads_json = hb::Json::Array{};
-  hb::Json targets_json = hb::Json::Array{};
+  hb::Json workloads_json = hb::Json::array();
+  hb::Json targets_json = hb::Json::array();
   int done = 0;
   bool any_error = false;
   const hb::Clock::time_point start = hb::Clock::now();
@@ -343,7 +343,7 @@ int main(int argc, char** argv) {
       one["items_per_s"] = spread_json(hb::rates(samples));
       std::vector<double> mb;
       std::set<std::string> keys;
-      hb::Json errors = hb::Json::Array{};
+      hb::Json errors = hb::Json::array();
       for (const auto& s : samples) {
         if (s.error.empty()) {
           mb.push_back(s.mb_per_s);
@@ -370,7 +370,7 @@ int main(int argc, char** argv) {
     wj["contenders"] = cj;
 
     // Targets.
-    hb::Json tj = hb::Json::Array{};
+    hb::Json tj = hb::Json::array();
     for (const auto& t : w.targets) {
       std::vector<double> values;  // per round: same-run ratios, or hopper's own figure
       if (has_subject && !t.versus.empty() && runs.count(t.versus)) {
@@ -441,7 +441,7 @@ int main(int argc, char** argv) {
   print_rows(rows);
   std::printf("\ntargets (median of the same-run ratios, or of hopper's own figure):\n");
   for (const auto& l : target_lines) std::printf("%s\n", l.c_str());
-  std::ofstream(cfg.json) << out.dump(1);
+  std::ofstream(cfg.json) << out.dump(1) << "\n";
   std::printf("JSON written to %s (%.0f s in all; load average now %s)\n", cfg.json.c_str(), hb::seconds_since(start),
               load_average().c_str());
   return any_error ? 1 : 0;

@@ -219,7 +219,7 @@ Sample backlog_run(const Workload& w, const Settings& st, Json* series, const st
   for (std::uint64_t i = 0; i < n; ++i) {
     steps.send(src.make(0, i));
     if ((i + 1) % step == 0 || i + 1 == n) {
-      timeline.push_back(Json::Array{Json(i + 1), Json(seconds_since(t0)), Json(double(rss_bytes()) / kMiB)});
+      timeline.push_back(Json::array({Json(i + 1), Json(seconds_since(t0)), Json(double(rss_bytes()) / kMiB)}));
       if (st.progress) st.progress(who + " writing", double(i + 1) / n);
     }
   }

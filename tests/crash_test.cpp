@@ -382,6 +382,58 @@ Options commit_options(const fs::path& dir) {
   ::_exit(0);
 }
 
+// What the parent learnt from a consumer child (run_consumer, run_position_consumer) that
+// it killed `extra_us` after its `kill_after`-th reported commit (or that finished first).
+struct KilledConsumer {
+  std::optional<std::uint64_t> last_committed;  // the last commit reported done
+  std::optional<std::uint64_t> pending_intent;  // a commit begun and not reported done
+  bool done = false;                            // the child finished before the kill
+  std::uint64_t finished_at = 0;                // Record::finished's value
+  std::uint64_t commits = 0;
+};
+
+template <class Body>
+void kill_consumer(Body body, std::uint64_t kill_after, int extra_us, KilledConsumer& k) {
+  Child child(std::move(body));
+  auto take = [&](const Record& r) {
+    switch (r.kind) {
+      case Record::commit_intent: k.pending_intent = r.value; break;
+      case Record::committed:
+        EXPECT_EQ(k.pending_intent, std::optional<std::uint64_t>(r.value));
+        k.last_committed = r.value;
+        k.pending_intent.reset();
+        ++k.commits;
+        break;
+      case Record::finished:
+        k.done = true;
+        k.finished_at = r.value;
+        break;
+      default:
+        ADD_FAILURE() << "child failed (" << r.producer << "): " << r.value;
+    }
+  };
+  while (k.commits < kill_after && !k.done) {
+    auto r = child.next(std::chrono::seconds(30));
+    if (!r) break;
+    take(*r);
+  }
+  ASSERT_FALSE(child.timed_out()) << "no commit for 30 s: the child is stuck";
+  std::this_thread::sleep_for(std::chrono::microseconds(extra_us));
+  child.kill_and_reap();
+  while (auto r = child.next(std::chrono::seconds(5))) take(*r);
+}
+
+// Delivery resumed at `resumed`: right after the last reported commit (`start` if none), or
+// after the one in flight at the kill, if it reached the disk before its report did.
+void expect_resumed_after_last_commit(const KilledConsumer& k, std::uint64_t start, std::uint64_t resumed) {
+  if (k.pending_intent && resumed == *k.pending_intent + 1) return;  // the commit in flight made it
+  const std::uint64_t after_reported = k.last_committed ? *k.last_committed + 1 : start;
+  EXPECT_EQ(resumed, after_reported) << "last reported commit: "
+                                     << (k.last_committed ? std::to_string(*k.last_committed) : "none")
+                                     << ", commit in flight: "
+                                     << (k.pending_intent ? std::to_string(*k.pending_intent) : "none");
+}
+
 TEST(Crash, ManualCommitResumesRightAfterTheLastCommitAcrossSigkill) {
   DiskDir dir;
   ASSERT_FALSE(dir.on_tmpfs()) << dir.path() << " is on tmpfs, where fdatasync means nothing; set HOPPER_CRASH_DIR";
@@ -406,43 +458,13 @@ TEST(Crash, ManualCommitResumesRightAfterTheLastCommitAcrossSigkill) {
       const auto kill_after = early ? 0 : std::uniform_int_distribution<std::uint64_t>(1, 80)(rng);
       const auto extra_us = std::uniform_int_distribution<int>(0, early ? 1500 : 3000)(rng);
       const std::uint64_t child_seed = rng();
-      std::optional<std::uint64_t> last_committed, pending_intent;
-      bool done = false;
-      {
-        Child child([&](int fd) { run_consumer(fd, dir.path(), trial, start, child_seed); });
-        std::uint64_t commits = 0;
-        auto take = [&](const Record& r) {
-          switch (r.kind) {
-            case Record::commit_intent: pending_intent = r.value; break;
-            case Record::committed:
-              EXPECT_EQ(pending_intent, std::optional<std::uint64_t>(r.value));
-              last_committed = r.value;
-              pending_intent.reset();
-              ++commits;
-              break;
-            case Record::finished: done = true; break;
-            default:
-              ADD_FAILURE() << "child failed (" << r.producer << "): " << r.value;
-          }
-        };
-        while (commits < kill_after && !done) {
-          auto r = child.next(std::chrono::seconds(30));
-          if (!r) break;
-          take(*r);
-        }
-        ASSERT_FALSE(child.timed_out()) << "no commit for 30 s: the child is stuck";
-        std::this_thread::sleep_for(std::chrono::microseconds(extra_us));
-        child.kill_and_reap();
-        while (auto r = child.next(std::chrono::seconds(5))) take(*r);
-        commits_seen += commits;
-      }
+      KilledConsumer k;
+      kill_consumer([&](int fd) { run_consumer(fd, dir.path(), trial, start, child_seed); }, kill_after, extra_us, k);
       ASSERT_FALSE(HasFailure());
-      if (done) ++finished;
-      if (pending_intent) ++ambiguous;
+      commits_seen += k.commits;
+      if (k.done) ++finished;
+      if (k.pending_intent) ++ambiguous;
 
-      // Resume exactly after the last reported commit (or after the one in flight at the
-      // kill, if it reached the disk before the report did).
-      const std::uint64_t after_reported = last_committed ? *last_committed + 1 : start;
       auto ch = channel<std::uint64_t>(commit_options(dir.path()));
       ASSERT_TRUE(ch.ok()) << ch.status().message();
       ch->sender.close();
@@ -455,14 +477,8 @@ TEST(Crash, ManualCommitResumesRightAfterTheLastCommitAcrossSigkill) {
       } else {
         ASSERT_EQ(s.code(), Errc::closed) << s.message();
       }
-      if (pending_intent && resumed == *pending_intent + 1) {
-        // the commit in flight made it
-      } else {
-        ASSERT_EQ(resumed, after_reported) << "last reported commit: "
-                                           << (last_committed ? std::to_string(*last_committed) : "none")
-                                           << ", commit in flight: "
-                                           << (pending_intent ? std::to_string(*pending_intent) : "none");
-      }
+      expect_resumed_after_last_commit(k, start, resumed);
+      ASSERT_FALSE(HasFailure());
       // Then everything after it, in order, nothing else; the check itself commits part of
       // it and closes cleanly, so the next round starts from there.
       const std::uint64_t check_until = std::uniform_int_distribution<std::uint64_t>(resumed, items)(rng);
@@ -583,48 +599,15 @@ TEST(Crash, CommitThroughAPositionResumesThereAcrossSigkill) {
       const auto kill_after = early ? 0 : std::uniform_int_distribution<std::uint64_t>(1, 20)(rng);
       const auto extra_us = std::uniform_int_distribution<int>(0, early ? 1500 : 3000)(rng);
       const std::uint64_t child_seed = rng();
-      std::optional<std::uint64_t> last_committed, pending_intent;
-      bool done = false;
-      std::uint64_t received_by_child = start;
-      {
-        Child child([&](int fd) { run_position_consumer(fd, dir.path(), trial, start, child_seed); });
-        std::uint64_t commits = 0;
-        auto take = [&](const Record& r) {
-          switch (r.kind) {
-            case Record::commit_intent: pending_intent = r.value; break;
-            case Record::committed:
-              EXPECT_EQ(pending_intent, std::optional<std::uint64_t>(r.value));
-              last_committed = r.value;
-              pending_intent.reset();
-              ++commits;
-              break;
-            case Record::finished:
-              done = true;
-              received_by_child = r.value;
-              break;
-            default:
-              ADD_FAILURE() << "child failed (" << r.producer << "): " << r.value;
-          }
-        };
-        while (commits < kill_after && !done) {
-          auto r = child.next(std::chrono::seconds(30));
-          if (!r) break;
-          take(*r);
-        }
-        ASSERT_FALSE(child.timed_out()) << "no commit for 30 s: the child is stuck";
-        std::this_thread::sleep_for(std::chrono::microseconds(extra_us));
-        child.kill_and_reap();
-        while (auto r = child.next(std::chrono::seconds(5))) take(*r);
-        commits_seen += commits;
-      }
+      KilledConsumer k;
+      kill_consumer([&](int fd) { run_position_consumer(fd, dir.path(), trial, start, child_seed); }, kill_after,
+                    extra_us, k);
       ASSERT_FALSE(HasFailure());
-      if (done) ++finished;
-      if (pending_intent) ++ambiguous;
+      commits_seen += k.commits;
+      if (k.done) ++finished;
+      if (k.pending_intent) ++ambiguous;
 
-      // Resume exactly after the item the last reported commit went through (or the one in
-      // flight at the kill, if it reached the disk before the report did): the items the
-      // child received after it, never committed, come again.
-      const std::uint64_t after_reported = last_committed ? *last_committed + 1 : start;
+      // The items the child received after its last commit, never committed, come again.
       auto ch = channel<std::uint64_t>(commit_options(dir.path()));
       ASSERT_TRUE(ch.ok()) << ch.status().message();
       ch->sender.close();
@@ -637,16 +620,10 @@ TEST(Crash, CommitThroughAPositionResumesThereAcrossSigkill) {
       } else {
         ASSERT_EQ(s.code(), Errc::closed) << s.message();
       }
-      if (pending_intent && resumed == *pending_intent + 1) {
-        // the commit in flight made it
-      } else {
-        ASSERT_EQ(resumed, after_reported) << "last reported commit through: "
-                                           << (last_committed ? std::to_string(*last_committed) : "none")
-                                           << ", commit in flight: "
-                                           << (pending_intent ? std::to_string(*pending_intent) : "none");
-      }
-      if (done) {
-        ASSERT_EQ(received_by_child, items);
+      expect_resumed_after_last_commit(k, start, resumed);
+      ASSERT_FALSE(HasFailure());
+      if (k.done) {
+        ASSERT_EQ(k.finished_at, items);
         ASSERT_LT(resumed, items) << "the child never commits its last item: it must come again";
       }
       if (resumed < items) ++redelivered;

@@ -296,20 +296,26 @@ int bench_command(const BenchOptions& options) {
   const double disk_ratio = fill_stats.bytes_uncompressed ? double(fill_stats.bytes_compressed) / fill_stats.bytes_uncompressed : 0;
   const double through_spilled = items ? double(through_stats.items_spilled) / items : 0;
   if (options.json) {
-    std::ostringstream j;
-    j << "{\"items\": " << items << ", \"item_bytes\": " << bytes << ", \"producers\": " << options.producers
-      << ", \"sync\": " << json_string(options.sync) << ", \"phases\": [";
-    for (std::size_t i = 0; i < results.size(); ++i) {
-      const auto& r = results[i];
-      j << (i ? ", " : "") << "{\"name\": " << json_string(r.name) << ", \"items\": " << r.items
-        << ", \"seconds\": " << fixed(r.seconds, 6) << ", \"items_per_s\": " << fixed(r.seconds > 0 ? r.items / r.seconds : 0, 1)
-        << ", \"mb_per_s\": " << fixed(r.seconds > 0 ? r.raw_bytes / r.seconds / 1e6 : 0, 2) << "}";
-    }
-    j << "], \"fill\": {\"spilled\": " << fill_stats.items_spilled << ", \"pages\": " << fill_stats.pages_written
-      << ", \"disk_bytes\": " << disk_after_fill << ", \"disk_over_raw\": " << fixed(disk_ratio, 4)
-      << ", \"syncs\": " << fill_stats.syncs << "}, \"through\": {\"spilled_fraction\": " << fixed(through_spilled, 4)
-      << ", \"syncs\": " << through_stats.syncs << "}, \"ok\": true}\n";
-    std::cout << j.str();
+    Json phases = Json::array();
+    for (const auto& r : results)
+      phases.push_back({{"name", r.name},
+                        {"items", r.items},
+                        {"seconds", r.seconds},
+                        {"items_per_s", r.seconds > 0 ? r.items / r.seconds : 0.0},
+                        {"mb_per_s", r.seconds > 0 ? r.raw_bytes / r.seconds / 1e6 : 0.0}});
+    const Json j = {{"items", items},
+                    {"item_bytes", bytes},
+                    {"producers", options.producers},
+                    {"sync", options.sync},
+                    {"phases", std::move(phases)},
+                    {"fill", {{"spilled", fill_stats.items_spilled},
+                              {"pages", fill_stats.pages_written},
+                              {"disk_bytes", disk_after_fill},
+                              {"disk_over_raw", disk_ratio},
+                              {"syncs", fill_stats.syncs}}},
+                    {"through", {{"spilled_fraction", through_spilled}, {"syncs", through_stats.syncs}}},
+                    {"ok", true}};
+    std::cout << j.dump() << "\n";
     return kOk;
   }
   Table t({"phase", "items/s", "MB/s", "seconds", ""}, {false, true, true, true, false});

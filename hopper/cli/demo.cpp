@@ -332,13 +332,21 @@ int demo_command(const DemoOptions& options) {
   const double took = std::chrono::duration<double>(Clock::now() - start).count();
   const std::uint64_t spilled = peaks.spilled_before_restart + last.items_spilled;
   if (options.json) {
-    std::cout << "{\"sent\": " << s << ", \"delivered\": " << d << ", \"lost\": " << lost
-              << ", \"duplicates\": " << seen.duplicates.load() << ", \"out_of_order\": " << seen.out_of_order.load()
-              << ", \"spilled\": " << spilled << ", \"persisted_at_restart\": " << persisted
-              << ", \"recovered_at_restart\": " << recovered << ", \"peak_memory_bytes\": " << peaks.memory
-              << ", \"memory_budget_bytes\": " << kMemory << ", \"peak_disk_bytes\": " << peaks.disk
-              << ", \"disk_budget_bytes\": " << kDisk << ", \"seconds\": " << took
-              << ", \"ok\": " << (ok ? "true" : "false") << "}\n";
+    const Json j = {{"sent", s},
+                    {"delivered", d},
+                    {"lost", lost},
+                    {"duplicates", seen.duplicates.load()},
+                    {"out_of_order", seen.out_of_order.load()},
+                    {"spilled", spilled},
+                    {"persisted_at_restart", persisted},
+                    {"recovered_at_restart", recovered},
+                    {"peak_memory_bytes", peaks.memory},
+                    {"memory_budget_bytes", kMemory},
+                    {"peak_disk_bytes", peaks.disk},
+                    {"disk_budget_bytes", kDisk},
+                    {"seconds", took},
+                    {"ok", ok}};
+    std::cout << j.dump() << "\n";
   } else {
     std::cout << "\nsummary (" << std::fixed;
     std::cout.precision(1);

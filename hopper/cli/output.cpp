@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <string>
 
 namespace hopper::cli {
 
@@ -35,46 +36,35 @@ void Table::print(std::ostream& out, std::string_view indent) const {
   for (const auto& r : rows_) line(r);
 }
 
-std::string json_string(std::string_view s) {
-  std::string out = "\"";
+std::string json_text(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
   const auto* p = reinterpret_cast<const unsigned char*>(s.data());
   const std::size_t n = s.size();
-  char buf[8];
   for (std::size_t i = 0; i < n;) {
     const unsigned c = p[i];
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += static_cast<char>(c);
-      ++i;
-    } else if (c == '\n') {
-      out += "\\n", ++i;
-    } else if (c == '\r') {
-      out += "\\r", ++i;
-    } else if (c == '\t') {
-      out += "\\t", ++i;
-    } else if (c < 0x20 || c == 0x7f) {
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-      ++i;
-    } else if (c < 0x80) {
-      out += static_cast<char>(c);
-      ++i;
+    const int len = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+    bool ok = len > 0 && i + len <= n;
+    for (int k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xC0) == 0x80;
+    // Overlong forms and surrogates are not well-formed either (nlohmann::json would throw).
+    if (ok && len == 3) {
+      const unsigned c1 = p[i + 1];
+      ok = !(c == 0xE0 && c1 < 0xA0) && !(c == 0xED && c1 >= 0xA0);
+    }
+    if (ok && len == 4) {
+      const unsigned c1 = p[i + 1];
+      ok = !(c == 0xF0 && c1 < 0x90) && !(c == 0xF4 && c1 >= 0x90);
+    }
+    if (ok) {
+      out.append(s.substr(i, len));
+      i += len;
     } else {
-      // Copy a well-formed multi-byte sequence as is; escape a stray byte.
-      const int len = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c <= 0xDF ? 2 : 0;
-      bool ok = len > 0 && i + len <= n;
-      for (int k = 1; ok && k < len; ++k) ok = (p[i + k] & 0xC0) == 0x80;
-      if (ok) {
-        out.append(s.substr(i, len));
-        i += len;
-      } else {
-        std::snprintf(buf, sizeof buf, "\\u%04x", c);
-        out += buf;
-        ++i;
-      }
+      out += static_cast<char>(0xC0 | (c >> 6));  // U+00XX in UTF-8
+      out += static_cast<char>(0x80 | (c & 0x3F));
+      ++i;
     }
   }
-  return out + "\"";
+  return out;
 }
 
 std::string with_commas(std::uint64_t n) {

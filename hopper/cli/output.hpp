@@ -7,7 +7,11 @@
 #include <string_view>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace hopper::cli {
+
+using Json = nlohmann::ordered_json;  // keys in the order written, as people read them
 
 // Columns of text, padded to the widest cell; numbers right-aligned. Not thread-safe.
 class Table {
@@ -22,9 +26,10 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// A JSON string literal (quotes included) of `s`; bytes that are not valid UTF-8 are
-// written as \u00XX of their byte value so the output is always valid JSON.
-std::string json_string(std::string_view s);
+// `s` as valid UTF-8 for a JSON string: a byte that is not part of a well-formed UTF-8
+// sequence becomes the code point of its value (U+0080..U+00FF), so arbitrary items always
+// make valid JSON and each byte stays recognisable.
+std::string json_text(std::string_view s);
 
 // 1234567 -> "1,234,567"
 std::string with_commas(std::uint64_t n);

@@ -21,8 +21,10 @@ std::string format_segment(std::uint64_t n) {
 }
 
 std::string opt(const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : "-"; }
-std::string json_opt(const std::optional<std::uint64_t>& v) { return v ? std::to_string(*v) : "null"; }
-std::string json_opt(const std::optional<long>& v) { return v ? std::to_string(*v) : "null"; }
+template <class T>
+Json json_opt(const std::optional<T>& v) {
+  return v ? Json(*v) : Json(nullptr);
+}
 
 std::string process_name(long pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
@@ -75,37 +77,40 @@ void print_damage(const Inspection& r, std::ostream& out) {
 }
 
 std::string json_inspection(const Inspection& r) {
-  std::ostringstream j;
-  j << "{\"directory\": " << json_string(r.directory.string()) << ",\n";
-  j << " \"intact\": " << (r.intact() ? "true" : "false") << ",\n";
-  j << " \"lock\": {\"held\": " << (r.lock.held ? "true" : "false") << ", \"known\": " << (r.lock.known ? "true" : "false")
-    << ", \"pid\": " << json_opt(r.lock.pid) << ", \"recorded_pid\": " << json_opt(r.lock.recorded_pid) << "},\n";
-  j << " \"cursor\": " << json_opt(r.cursor) << ", \"cursor_damaged\": " << (r.cursor_damaged ? "true" : "false") << ",\n";
-  j << " \"segments\": " << r.segments.size() << ", \"pages\": " << r.pages << ", \"items\": " << r.items
-    << ", \"undelivered_items\": " << r.undelivered_items << ",\n";
-  j << " \"disk_bytes\": " << r.disk_bytes << ", \"raw_bytes\": " << r.raw_bytes << ",\n";
-  j << " \"oldest_seq\": " << json_opt(r.oldest_seq) << ", \"newest_seq\": " << json_opt(r.newest_seq) << ",\n";
-  j << " \"corrupt_pages\": " << r.corrupt_pages << ", \"tail_bytes\": " << r.tail_bytes
-    << ", \"pages_decoded\": " << r.pages_decoded << ",\n";
-  j << " \"segment_files\": [";
-  for (std::size_t i = 0; i < r.segments.size(); ++i) {
-    const SegmentSummary& s = r.segments[i];
-    j << (i ? ",\n   " : "\n   ") << "{\"number\": " << s.number << ", \"path\": " << json_string(s.path.string())
-      << ", \"bytes\": " << s.bytes << ", \"pages\": " << s.pages << ", \"items\": " << s.items
-      << ", \"raw_bytes\": " << s.raw_bytes << ", \"first_seq\": " << json_opt(s.first_seq)
-      << ", \"last_seq\": " << json_opt(s.last_seq) << ", \"header_ok\": " << (s.header_ok ? "true" : "false")
-      << ", \"corrupt_pages\": " << s.corrupt_pages << ", \"tail_bytes\": " << s.tail_bytes << "}";
-  }
-  j << "],\n \"damaged\": [";
-  for (std::size_t i = 0; i < r.damaged.size(); ++i) {
-    const DamagedRange& d = r.damaged[i];
-    j << (i ? ",\n   " : "\n   ") << "{\"segment\": " << d.segment << ", \"begin\": " << d.begin << ", \"end\": " << d.end
-      << ", \"reason\": " << json_string(d.reason) << "}";
-  }
-  j << "],\n \"notes\": [";
-  for (std::size_t i = 0; i < r.notes.size(); ++i) j << (i ? ", " : "") << json_string(r.notes[i]);
-  j << "]}\n";
-  return j.str();
+  Json segments = Json::array();
+  for (const SegmentSummary& s : r.segments)
+    segments.push_back({{"number", s.number}, {"path", json_text(s.path.string())}, {"bytes", s.bytes},
+                        {"pages", s.pages}, {"items", s.items}, {"raw_bytes", s.raw_bytes},
+                        {"first_seq", json_opt(s.first_seq)}, {"last_seq", json_opt(s.last_seq)},
+                        {"header_ok", s.header_ok}, {"corrupt_pages", s.corrupt_pages}, {"tail_bytes", s.tail_bytes}});
+  Json damaged = Json::array();
+  for (const DamagedRange& d : r.damaged)
+    damaged.push_back({{"segment", d.segment}, {"begin", d.begin}, {"end", d.end}, {"reason", json_text(d.reason)}});
+  Json notes = Json::array();
+  for (const std::string& n : r.notes) notes.push_back(json_text(n));
+  const Json j = {
+      {"directory", json_text(r.directory.string())},
+      {"intact", r.intact()},
+      {"lock", {{"held", r.lock.held}, {"known", r.lock.known}, {"pid", json_opt(r.lock.pid)},
+                {"recorded_pid", json_opt(r.lock.recorded_pid)}}},
+      {"cursor", json_opt(r.cursor)},
+      {"cursor_damaged", r.cursor_damaged},
+      {"segments", r.segments.size()},
+      {"pages", r.pages},
+      {"items", r.items},
+      {"undelivered_items", r.undelivered_items},
+      {"disk_bytes", r.disk_bytes},
+      {"raw_bytes", r.raw_bytes},
+      {"oldest_seq", json_opt(r.oldest_seq)},
+      {"newest_seq", json_opt(r.newest_seq)},
+      {"corrupt_pages", r.corrupt_pages},
+      {"tail_bytes", r.tail_bytes},
+      {"pages_decoded", r.pages_decoded},
+      {"segment_files", std::move(segments)},
+      {"damaged", std::move(damaged)},
+      {"notes", std::move(notes)},
+  };
+  return j.dump(1) + "\n";
 }
 
 }  // namespace
@@ -199,13 +204,13 @@ int dump_command(const std::string& dir, const DumpOptions& options) {
     if (!decode_item(item.bytes, text)) {
       ++undecodable;
       if (options.json)
-        out << "{\"seq\": " << item.seq << ", \"undecodable_bytes\": " << item.bytes.size() << "}\n";
+        out << Json{{"seq", item.seq}, {"undecodable_bytes", item.bytes.size()}}.dump() << "\n";
       else
         std::cerr << "seq " << item.seq << ": not a string item (" << item.bytes.size() << " bytes)\n";
       continue;
     }
     if (options.json) {
-      out << "{\"seq\": " << item.seq << ", \"item\": " << json_string(text) << "}\n";
+      out << Json{{"seq", item.seq}, {"item", json_text(text)}}.dump() << "\n";
     } else {
       if (options.seq) out << item.seq << '\t';
       out << text << '\n';

@@ -1,10 +1,15 @@
 #include "hopperd/config.hpp"
 
+#include <algorithm>
+#include <cerrno>
 #include <charconv>
+#include <cstring>
+#include <memory>
 #include <fstream>
 #include <set>
 #include <sstream>
 
+#include <librdkafka/rdkafka.h>
 #include <toml++/toml.h>
 
 namespace hopperd {
@@ -87,7 +92,10 @@ class Keys {
     } else {
       place_.fail(*n, name(key), "expected a size: an integer of bytes or a string such as \"64MiB\"");
     }
-    if (!v) place_.fail(*n, name(key), "not a size: use bytes or a unit B, KiB, MiB, GiB, TiB, KB, MB, GB, TB");
+    if (!v)
+      place_.fail(*n, name(key),
+                  (n->is_string() ? "not a size: \"" + *n->value<std::string>() + "\"" : std::string("not a size: negative")) +
+                      "; use bytes or a unit B, KiB, MiB, GiB, TiB, KB, MB, GB, TB");
     if (*v < min || *v > max)
       place_.fail(*n, name(key), "must be between " + std::to_string(min) + " and " + std::to_string(max) +
                                      " bytes, got " + std::to_string(*v));
@@ -148,6 +156,191 @@ std::vector<Endpoint> parse_endpoints(Keys& keys, const std::string& key) {
   return out;
 }
 
+// A queue directory, normalised, that no other output (or dead-letter queue) may use.
+void claim_dir(const std::string& dir, const toml::node& n, const std::string& key, const Place& place,
+               std::set<std::string>& dirs) {
+  std::filesystem::path normal = std::filesystem::path(dir).lexically_normal();
+  if (!normal.has_filename() && normal.has_parent_path() && normal != normal.root_path()) normal = normal.parent_path();
+  if (!dirs.insert(normal.string()).second)
+    place.fail(n, key, "\"" + dir + "\" is used by another output or dead-letter queue; each needs its own");
+}
+
+// "host:port,host:port", each optionally "PROTOCOL://host:port" as librdkafka allows.
+bool valid_brokers(const std::string& text) {
+  if (text.empty()) return false;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t comma = text.find(',', start);
+    std::string one = text.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    while (!one.empty() && one.front() == ' ') one.erase(0, 1);
+    while (!one.empty() && one.back() == ' ') one.pop_back();
+    if (const auto scheme = one.find("://"); scheme != std::string::npos) one.erase(0, scheme + 3);
+    const auto colon = one.rfind(':');
+    if (colon == std::string::npos || colon == 0) return false;
+    const std::string port = one.substr(colon + 1);
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535)
+      return false;
+    if (comma == std::string::npos) return true;
+    start = comma + 1;
+  }
+}
+
+// Kafka's rule for topic names.
+bool valid_topic(const std::string& t) {
+  if (t.empty() || t.size() > 249 || t == "." || t == "..") return false;
+  return std::all_of(t.begin(), t.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+  });
+}
+
+// [output.librdkafka]: dotted keys may be written bare (compression.type = "zstd", which
+// TOML reads as nested tables) or quoted ("compression.type" = "zstd"); both flatten to
+// the property name. Values: strings, integers, floats, booleans.
+void flatten_properties(const toml::table& t, const std::string& prefix, const std::string& key_prefix,
+                        const Place& place, std::vector<std::pair<std::string, const toml::node*>>& out) {
+  for (auto&& [k, v] : t) {
+    const std::string name = prefix.empty() ? std::string(k.str()) : prefix + "." + std::string(k.str());
+    if (const toml::table* sub = v.as_table()) {
+      flatten_properties(*sub, name, key_prefix, place, out);
+      continue;
+    }
+    if (!v.is_string() && !v.is_integer() && !v.is_floating_point() && !v.is_boolean())
+      place.fail(v, key_prefix + "." + name, "expected a string, a number or true/false");
+    out.emplace_back(name, &v);
+  }
+}
+
+std::string property_value(const toml::node& v) {
+  if (v.is_string()) return *v.value<std::string>();
+  if (v.is_integer()) return std::to_string(*v.value<std::int64_t>());
+  if (v.is_boolean()) return *v.value<bool>() ? "true" : "false";
+  std::ostringstream s;
+  s << *v.value<double>();
+  return s.str();
+}
+
+// Keys that only one output type understands.
+const std::set<std::string> kTcpOnly{"address",        "batch_bytes",    "connect_timeout_ms", "write_timeout_ms",
+                                     "backoff_initial_ms", "backoff_max_ms", "replay_bytes",     "tls",
+                                     "tls_verify",     "tls_ca_file",    "tls_server_name",    "tls_cert_file",
+                                     "tls_key_file"};
+
+// A file that must exist and be readable now (a certificate, a key, a CA).
+std::string readable_file(Keys& k, const std::string& key, std::string* origin = nullptr) {
+  auto v = k.string(key);
+  if (!v) return {};
+  const toml::node& n = k.node_of(key);
+  if (origin) *origin = k.place().at(n.source(), k.name(key));
+  if (v->empty()) k.place().fail(n, k.name(key), "must not be empty");
+  std::ifstream in(*v);
+  if (!in) k.place().fail(n, k.name(key), "cannot read \"" + *v + "\": " + std::strerror(errno));
+  return *v;
+}
+const std::set<std::string> kKafkaOnly{"brokers", "topic", "key", "on_reject", "dead_letter_dir",
+                                       "dead_letter_max_bytes", "librdkafka"};
+
+void parse_kafka(Keys& k, OutputConfig& o, const toml::table& t, const std::string& prefix, const Place& place,
+                 std::set<std::string>& dirs) {
+  KafkaConfig& kc = o.kafka;
+  kc.origin = place.at(t.source(), prefix);
+  auto brokers = k.string("brokers");
+  if (!brokers) throw ConfigError{kc.origin + ": missing key \"brokers\" (\"host:port,host:port\" of the Kafka brokers)"};
+  if (!valid_brokers(*brokers))
+    place.fail(k.node_of("brokers"), k.name("brokers"), "expected \"host:port,host:port\", got \"" + *brokers + "\"");
+  kc.brokers = *brokers;
+  auto topic = k.string("topic");
+  if (!topic) throw ConfigError{kc.origin + ": missing key \"topic\" (the Kafka topic the lines go to)"};
+  if (!valid_topic(*topic))
+    place.fail(k.node_of("topic"), k.name("topic"),
+               "not a Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -): \"" + *topic + "\"");
+  kc.topic = *topic;
+  if (auto key = k.string("key")) {
+    unsigned n = 0;
+    const bool field = key->rfind("field:", 0) == 0;
+    if (field) {
+      const std::string digits = key->substr(6);
+      auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), n);
+      if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size()) n = 0;
+    }
+    if (*key != "none" && (!field || n < 1 || n > 1024))
+      place.fail(k.node_of("key"), k.name("key"),
+                 "expected \"none\" or \"field:N\" (N from 1 to 1024: the N-th space-separated field); got \"" + *key +
+                     "\"");
+    kc.key_field = n;
+  }
+  if (auto v = k.string("on_reject")) {
+    if (*v == "drop") kc.on_reject = OnReject::drop;
+    else if (*v == "dead_letter") kc.on_reject = OnReject::dead_letter;
+    else place.fail(k.node_of("on_reject"), k.name("on_reject"), "expected one of drop, dead_letter; got \"" + *v + "\"");
+  }
+  auto dl = k.string("dead_letter_dir");
+  if (kc.on_reject == OnReject::dead_letter) {
+    if (!dl || dl->empty())
+      throw ConfigError{kc.origin + ": on_reject = \"dead_letter\" needs dead_letter_dir (a directory of its own for "
+                                    "the rejected lines)"};
+    claim_dir(*dl, k.node_of("dead_letter_dir"), k.name("dead_letter_dir"), place, dirs);
+    kc.dead_letter.directory = *dl;
+    kc.dead_letter_origin = place.at(k.node_of("dead_letter_dir").source(), k.name("dead_letter_dir"));
+  } else if (dl) {
+    place.fail(k.node_of("dead_letter_dir"), k.name("dead_letter_dir"), "only used with on_reject = \"dead_letter\"");
+  }
+  // The dead-letter queue: every line straight to disk (visible to `hopper dump` at once),
+  // synced as the output's queue is; full is a drop, counted, never a stall.
+  kc.dead_letter.max_memory_bytes = 1;
+  kc.dead_letter.max_disk_bytes = 256 << 20;
+  if (auto v = k.size("dead_letter_max_bytes", 1 << 20, 1ull << 50)) kc.dead_letter.max_disk_bytes = *v;
+  kc.dead_letter.segment_bytes = std::min<std::uint64_t>(16 << 20, kc.dead_letter.max_disk_bytes);
+  kc.dead_letter.page_bytes = 16 << 10;
+  kc.dead_letter.when_full = hopper::FullPolicy::fail;
+
+  // librdkafka's queue: a quarter of the memory budget, within [64 KiB, 8 MiB], and at
+  // most 100,000 messages; lines beyond it wait in the hopper queue (memory, then disk).
+  // A few round trips' worth is all throughput needs; more only spreads the lines in
+  // flight over more memory than any cache holds (measured: 16 MiB was slower than 8).
+  kc.queue_bytes = std::clamp<std::uint64_t>(o.queue.max_memory_bytes / 4, 64 << 10, 8 << 20);
+  kc.queue_messages = std::clamp<std::uint64_t>(kc.queue_bytes / 32, 1000, 100000);
+  kc.properties = {
+      {"bootstrap.servers", kc.brokers},
+      {"client.id", "hopperd-" + o.name},
+      {"acks", "all"},
+      {"enable.idempotence", "true"},
+      // No local timeout: a line waits for the brokers as long as they are away (the
+      // backlog behind it waits in the hopper queue); a stop purges it uncommitted.
+      {"message.timeout.ms", "0"},
+      {"queue.buffering.max.kbytes", std::to_string(kc.queue_bytes / 1024)},
+      {"queue.buffering.max.messages", std::to_string(kc.queue_messages)},
+      {"statistics.interval.ms", "1000"},
+  };
+  std::unique_ptr<rd_kafka_conf_t, decltype(&rd_kafka_conf_destroy)> conf(rd_kafka_conf_new(), &rd_kafka_conf_destroy);
+  char err[512];
+  for (const auto& [name, value] : kc.properties)
+    if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+      throw ConfigError{kc.origin + ": librdkafka refuses hopperd's " + name + "=" + value + ": " + err};
+  if (const toml::node* lib = k.get("librdkafka")) {
+    const toml::table* lt = lib->as_table();
+    if (!lt) place.fail(*lib, k.name("librdkafka"), "expected a table [output.librdkafka] of librdkafka properties");
+    std::vector<std::pair<std::string, const toml::node*>> props;
+    flatten_properties(*lt, "", k.name("librdkafka"), place, props);
+    for (const auto& [name, node] : props) {
+      const std::string key = k.name("librdkafka") + "." + name;
+      if (name == "bootstrap.servers" || name == "metadata.broker.list")
+        place.fail(*node, key, "set brokers = \"host:port,...\" instead");
+      if (name == "transactional.id")
+        place.fail(*node, key, "transactions are not used: hopperd commits its queue on each acknowledgement");
+      const std::string value = property_value(*node);
+      if (rd_kafka_conf_set(conf.get(), name.c_str(), value.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK)
+        place.fail(*node, key, err);
+      kc.properties.emplace_back(name, value);
+    }
+  }
+  kc.dead_letter.sync = o.queue.sync;
+  kc.dead_letter.sync_interval = o.queue.sync_interval;
+  if (Status s = hopper::validate(kc.dead_letter); kc.on_reject == OnReject::dead_letter && !s.ok())
+    throw ConfigError{kc.dead_letter_origin + ": dead-letter queue options: " + s.message()};
+}
+
 OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& place, std::set<std::string>& names,
                           std::set<std::string>& dirs) {
   const std::string prefix = "output[" + std::to_string(index) + "]";
@@ -164,9 +357,35 @@ OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& 
     names.insert(o.name);
   }
 
-  const toml::node* addr = k.get("address");
-  if (!addr) throw ConfigError{place.at(t.source(), prefix) + ": missing key \"address\" (\"host:port\" of the downstream)"};
-  o.address = parse_endpoint(*addr, k.name("address"), place, false);
+  if (auto type = k.string("type")) {
+    if (*type == "tcp") o.type = OutputType::tcp;
+    else if (*type == "kafka") o.type = OutputType::kafka;
+    else place.fail(k.node_of("type"), k.name("type"), "expected one of tcp, kafka; got \"" + *type + "\"");
+  }
+  const bool kafka = o.type == OutputType::kafka;
+  for (auto&& [key, v] : t) {
+    const std::string name(key.str());
+    if (kafka && kTcpOnly.count(name)) place.fail(v, k.name(name), "only for type = \"tcp\" (this output is \"kafka\")");
+    if (!kafka && kKafkaOnly.count(name)) place.fail(v, k.name(name), "only for type = \"kafka\"");
+  }
+  if (!kafka) {
+    const toml::node* addr = k.get("address");
+    if (!addr) throw ConfigError{place.at(t.source(), prefix) + ": missing key \"address\" (\"host:port\" of the downstream)"};
+    o.address = parse_endpoint(*addr, k.name("address"), place, false);
+    o.tls.origin = place.at(t.source(), prefix);
+    if (auto v = k.boolean("tls")) o.tls.enabled = *v;
+    if (auto v = k.boolean("tls_verify")) o.tls.verify = *v;
+    o.tls.ca_file = readable_file(k, "tls_ca_file", &o.tls.ca_origin);
+    if (auto v = k.string("tls_server_name")) o.tls.server_name = *v;
+    o.tls.cert_file = readable_file(k, "tls_cert_file", &o.tls.cert_origin);
+    o.tls.key_file = readable_file(k, "tls_key_file", &o.tls.key_origin);
+    if (o.tls.cert_file.empty() != o.tls.key_file.empty())
+      throw ConfigError{o.tls.origin + ": tls_cert_file and tls_key_file go together (a client certificate and its key)"};
+    if (!o.tls.enabled) {
+      for (const char* key : {"tls_verify", "tls_ca_file", "tls_server_name", "tls_cert_file", "tls_key_file"})
+        if (const toml::node* n = t.get(key)) place.fail(*n, k.name(key), "only used with tls = true");
+    }
+  }
 
   auto dir = k.string("queue_dir");
   if (!dir || dir->empty())
@@ -174,10 +393,7 @@ OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& 
                       ": missing key \"queue_dir\" (a directory of its own for this output's queue)"};
   o.queue.directory = *dir;
   o.queue_origin = place.at(k.node_of("queue_dir").source(), k.name("queue_dir"));
-  std::filesystem::path normal = std::filesystem::path(*dir).lexically_normal();
-  if (!normal.has_filename() && normal.has_parent_path() && normal != normal.root_path()) normal = normal.parent_path();
-  if (!dirs.insert(normal.string()).second)
-    place.fail(k.node_of("queue_dir"), k.name("queue_dir"), "\"" + *dir + "\" is used by another output; each needs its own");
+  claim_dir(*dir, k.node_of("queue_dir"), k.name("queue_dir"), place, dirs);
 
   constexpr std::uint64_t kMax = 1ull << 50;
   if (auto v = k.size("max_memory_bytes", 1, kMax)) o.queue.max_memory_bytes = *v;
@@ -209,6 +425,7 @@ OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& 
     throw ConfigError{place.at(t.source(), prefix) + ": backoff_max_ms is smaller than backoff_initial_ms"};
   if (auto v = k.millis("commit_interval_ms", 0, 600000)) o.commit_interval = *v;
   if (auto v = k.size("replay_bytes", 0, 1ull << 32)) o.replay_bytes = *v;
+  if (kafka) parse_kafka(k, o, t, prefix, place, dirs);
   k.reject_unknown();
 
   // The library's own checks, with the key that fixes them.
@@ -229,13 +446,27 @@ Config parse(const toml::table& root, const std::string& path) {
     Keys k(*t, "input", place);
     c.tcp = parse_endpoints(k, "tcp");
     c.udp = parse_endpoints(k, "udp");
+    c.tls = parse_endpoints(k, "tls");
     if (auto v = k.size("max_line_bytes", 16, 16 << 20)) c.max_line_bytes = *v;
-    if (auto v = k.integer("max_tcp_clients", 1, 1000000)) c.max_tcp_clients = static_cast<std::size_t>(*v);
+    if (auto v = k.integer("max_tcp_clients", 1, 1000000)) {
+      c.max_tcp_clients = static_cast<std::size_t>(*v);
+      c.max_tcp_clients_origin = place.at(k.node_of("max_tcp_clients").source(), "input.max_tcp_clients");
+    }
     if (auto v = k.size("udp_receive_buffer", 4096, 1 << 30)) c.udp_receive_buffer = *v;
+    if (auto v = k.millis("idle_timeout_ms", 0, 86400000)) c.idle_timeout = *v;
+    c.tls_server.cert_file = readable_file(k, "tls_cert_file", &c.tls_server.cert_origin);
+    c.tls_server.key_file = readable_file(k, "tls_key_file", &c.tls_server.key_origin);
+    c.tls_server.client_ca_file = readable_file(k, "tls_client_ca_file", &c.tls_server.ca_origin);
+    c.tls_server.origin = place.at(t->source(), "input");
+    if (!c.tls.empty() && (c.tls_server.cert_file.empty() || c.tls_server.key_file.empty()))
+      place.fail(k.node_of("tls"), "input.tls", "TLS listeners need input.tls_cert_file and input.tls_key_file");
+    if (c.tls.empty())
+      for (const char* key : {"tls_cert_file", "tls_key_file", "tls_client_ca_file"})
+        if (const toml::node* f = t->get(key)) place.fail(*f, std::string("input.") + key, "only used with input.tls listeners");
     k.reject_unknown();
   }
-  if (c.tcp.empty() && c.udp.empty())
-    throw ConfigError{path + ": input: no listener; set input.tcp and/or input.udp to \"host:port\" lists"};
+  if (c.tcp.empty() && c.udp.empty() && c.tls.empty())
+    throw ConfigError{path + ": input: no listener; set input.tcp, input.tls and/or input.udp to \"host:port\" lists"};
 
   if (const toml::node* n = top.get("metrics")) {
     const toml::table* t = n->as_table();
@@ -266,6 +497,20 @@ Config parse(const toml::table& root, const std::string& path) {
     k.reject_unknown();
   }
 
+  if (const toml::node* n = top.get("health")) {
+    const toml::table* t = n->as_table();
+    if (!t) place.fail(*n, "health", "expected a table [health]");
+    Keys k(*t, "health", place);
+    if (auto v = k.string("ready")) {
+      if (*v == "serving") c.health.mode = HealthMode::serving;
+      else if (*v == "any") c.health.mode = HealthMode::any;
+      else if (*v == "all") c.health.mode = HealthMode::all;
+      else place.fail(k.node_of("ready"), "health.ready", "expected one of any, all, serving; got \"" + *v + "\"");
+    }
+    if (auto v = k.millis("max_backlog_age_ms", 0, 30LL * 86400000)) c.health.max_backlog_age = *v;
+    k.reject_unknown();
+  }
+
   const toml::node* outs = top.get("output");
   if (!outs) throw ConfigError{path + ": no [[output]]: hopperd needs at least one downstream"};
   const toml::array* arr = outs->as_array();
@@ -279,6 +524,42 @@ Config parse(const toml::table& root, const std::string& path) {
 }
 
 }  // namespace
+
+bool OutputConfig::same_as(const OutputConfig& o) const {
+  const hopper::Options& a = queue;
+  const hopper::Options& b = o.queue;
+  const bool same_queue = a.directory == b.directory && a.max_memory_bytes == b.max_memory_bytes &&
+                          a.max_disk_bytes == b.max_disk_bytes && a.segment_bytes == b.segment_bytes &&
+                          a.page_bytes == b.page_bytes && a.compression_level == b.compression_level &&
+                          a.when_full == b.when_full && a.sync == b.sync && a.sync_interval == b.sync_interval;
+  const KafkaConfig& k = kafka;
+  const KafkaConfig& l = o.kafka;
+  const bool same_kafka = k.brokers == l.brokers && k.topic == l.topic && k.key_field == l.key_field &&
+                          k.properties == l.properties && k.on_reject == l.on_reject &&
+                          k.dead_letter.directory == l.dead_letter.directory &&
+                          k.dead_letter.max_disk_bytes == l.dead_letter.max_disk_bytes;
+  auto plain = [](TlsClientConfig t) {
+    t.origin.clear();
+    t.cert_origin.clear();
+    t.key_origin.clear();
+    t.ca_origin.clear();
+    return t;
+  };
+  return name == o.name && type == o.type && same_queue && same_kafka && address.same(o.address) &&
+         plain(tls) == plain(o.tls) && batch_bytes == o.batch_bytes && connect_timeout == o.connect_timeout &&
+         write_timeout == o.write_timeout && backoff_initial == o.backoff_initial && backoff_max == o.backoff_max &&
+         commit_interval == o.commit_interval && replay_bytes == o.replay_bytes;
+}
+
+std::string plain(const hopper::Status& s) {
+  std::string m = s.message();
+  // The code says nothing the text does not for these two; "locked: ..." and the like
+  // keep theirs.
+  if (s.code() != hopper::Errc::io_error && s.code() != hopper::Errc::invalid_argument) return m;
+  const std::string code = std::string(hopper::to_string(s.code())) + ": ";
+  if (m.compare(0, code.size(), code) == 0) m.erase(0, code.size());
+  return m;
+}
 
 std::string Endpoint::text() const {
   return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);

@@ -28,8 +28,17 @@ struct IngestCounters {
   Counter connections_open{0};             // a gauge: incremented and decremented
   Counter connections_total{0};
   Counter connections_rejected{0};         // over input.max_tcp_clients
+  Counter connections_rejected_fd{0};      // accepted and closed at once: out of file descriptors
+  Counter accept_errors{0};                // accept() calls that failed
+  Counter accept_pauses{0};                // times accepting paused: out of file descriptors
+  Counter idle_closed{0};                  // connections closed after input.idle_timeout_ms
+  Counter tls_handshake_failures{0};       // TLS clients that failed the handshake
   Counter backpressure_pauses{0};          // a TCP connection stopped reading: a queue was full
   Counter read_errors{0};
+  // The daemon's own (bumped on the I/O thread).
+  Counter reloads{0};                      // SIGHUP reloads that took effect
+  Counter reload_failures{0};              // ... that were refused (the old config kept running)
+  Counter last_reload_ok{1};               // a gauge: 1 when the last reload (or the start) worked
 };
 
 // One output's side. Bumped by its egress thread (and by ingest for drops).
@@ -48,6 +57,21 @@ struct OutputCounters {
   Counter connected{0};          // a gauge: 1 while connected
   Counter dropped_full{0};       // lines not queued: queue full (UDP, or when_full = fail)
   Counter dropped_error{0};      // lines not queued: the queue refused them otherwise
+
+  // Kafka outputs (type = "kafka"); `delivered` counts acknowledged lines, `connected` is 1
+  // while a broker is reachable.
+  Counter in_flight{0};          // a gauge: produced, not yet acknowledged or rejected
+  Counter retried{0};            // lines produced again after a failed delivery
+  Counter rejected{0};           // lines the brokers will never take (too large, ...)
+  Counter dead_lettered{0};      // ... of them, kept in the dead-letter queue
+  Counter dead_letter_failures{0};  // ... of them, refused by the dead-letter queue: lost
+  Counter producer_restarts{0};  // the producer hit a fatal error and was replaced
+  Counter oldest_unacked_since{0};  // a gauge: steady_clock ns of the oldest unsettled line; 0 = none
+  // From librdkafka's statistics (statistics.interval.ms).
+  Counter brokers_up{0};
+  Counter lib_queue_messages{0}, lib_queue_bytes{0};
+  Counter lib_requests{0}, lib_request_errors{0}, lib_request_retries{0}, lib_request_timeouts{0};
+  Counter lib_rtt_us{0};         // the largest of the brokers' average round-trip times
 };
 
 }  // namespace hopperd

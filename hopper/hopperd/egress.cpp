@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -44,9 +45,15 @@ std::string errno_text(int err) { return std::strerror(err); }
 
 }  // namespace
 
+// glibc keeps freed heap mapped (in every thread's arena) for reuse; after a backlog has
+// drained that is tens of megabytes the process no longer needs. malloc_trim returns the
+// free pages of every arena to the kernel.
+void give_back_memory() noexcept { ::malloc_trim(0); }
+
 // ---- Connection -----------------------------------------------------------------------
 
-Status Connection::connect(const Endpoint& to, std::chrono::milliseconds timeout, const std::atomic<bool>& stop) {
+Status Connection::connect(const Endpoint& to, std::chrono::milliseconds timeout, const std::atomic<bool>& stop,
+                           asio::ssl::context* tls, const std::string& server_name, bool verify) {
   close();
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
@@ -90,7 +97,35 @@ Status Connection::connect(const Endpoint& to, std::chrono::milliseconds timeout
     if (err == 0) {
       fd_ = fd;
       since_ = Clock::now();
-      return Status();
+      if (!tls) return Status();
+      // The handshake shares the connect deadline; the peer's certificate (and name,
+      // unless verify is off) is checked here.
+      tls_ = std::make_unique<TlsSession>(*tls, fd_, server_name.empty() ? to.host : server_name, verify);
+      for (;;) {
+        TlsSession::Want want;
+        Status s = tls_->handshake(want);
+        if (s.ok() && want == TlsSession::Want::nothing) {
+          since_ = Clock::now();
+          return Status();
+        }
+        if (!s.ok()) {
+          close();
+          return Status(Errc::io_error, "TLS with " + to.text() + ": " + plain(s));
+        }
+        if (stop) {
+          close();
+          return Status(Errc::closed, "stopping");
+        }
+        if (Clock::now() >= deadline) {
+          close();
+          return Status(Errc::timeout, "TLS with " + to.text() + ": handshake timed out");
+        }
+        const int ev = poll_one(fd_, want == TlsSession::Want::read ? POLLIN : POLLOUT, deadline);
+        if (ev < 0) {
+          close();
+          return Status(Errc::io_error, "TLS with " + to.text() + ": poll: " + errno_text(errno));
+        }
+      }
     }
     ::close(fd);
     last = errno_text(err);
@@ -99,6 +134,7 @@ Status Connection::connect(const Endpoint& to, std::chrono::milliseconds timeout
 }
 
 bool Connection::drain_input() {
+  if (tls_) return tls_->drain();
   char buf[4096];
   for (;;) {
     const ssize_t n = ::recv(fd_, buf, sizeof buf, MSG_DONTWAIT);
@@ -112,13 +148,25 @@ Status Connection::write_all(std::string_view bytes, Clock::time_point deadline,
   if (fd_ < 0) return Status(Errc::closed, "not connected");
   if (!drain_input()) return Status(Errc::closed, "the downstream closed the connection");
   while (!bytes.empty()) {
-    const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      bytes.remove_prefix(static_cast<std::size_t>(n));
-      continue;
+    short wait_for = POLLOUT;
+    if (tls_) {
+      std::size_t n = 0;
+      TlsSession::Want want;
+      if (Status s = tls_->write(bytes, n, want); !s.ok()) return s;
+      if (n > 0) {
+        bytes.remove_prefix(n);
+        continue;
+      }
+      if (want == TlsSession::Want::read) wait_for = POLLIN;
+    } else {
+      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        bytes.remove_prefix(static_cast<std::size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+        return Status(Errc::io_error, "write: " + errno_text(errno));
     }
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-      return Status(Errc::io_error, "write: " + errno_text(errno));
     // The downstream is not reading fast enough: wait, but watch for it going away.
     for (;;) {
       if (give_up()) return Status(Errc::closed, "stopping");
@@ -127,7 +175,7 @@ Status Connection::write_all(std::string_view bytes, Clock::time_point deadline,
       if (ev < 0) return Status(Errc::io_error, "poll: " + errno_text(errno));
       if ((ev & POLLIN) && !drain_input()) return Status(Errc::closed, "the downstream closed the connection");
       if (ev & (POLLERR | POLLHUP)) return Status(Errc::io_error, "the connection failed");
-      if (ev & POLLOUT) break;
+      if (ev & wait_for) break;
     }
   }
   return Status();
@@ -145,32 +193,63 @@ bool Connection::still_open(Clock::time_point until, const std::function<bool()>
 }
 
 void Connection::close() noexcept {
+  if (tls_) {
+    tls_->shutdown();
+    tls_.reset();
+  }
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
 }
 
 // ---- Output ---------------------------------------------------------------------------
 
-hopper::Result<std::unique_ptr<Output>> Output::open(const OutputConfig& config, std::shared_ptr<spdlog::logger> log) {
+hopper::Result<std::unique_ptr<Output>> Output::open(const OutputConfig& config, std::shared_ptr<spdlog::logger> log,
+                                                     std::shared_ptr<OutputCounters> counters) {
+  std::shared_ptr<asio::ssl::context> tls;
+  if (config.type == OutputType::tcp && config.tls.enabled) {
+    auto ctx = make_client_context(config.tls, config.tls.origin);
+    if (!ctx.ok()) return ctx.status();
+    tls = std::move(*ctx);
+  }
   hopper::Options o = config.queue;
   o.manual_commit = true;  // commit follows the socket, never the receive
   auto ch = hopper::channel<std::string>(o);
   if (!ch.ok())
-    return Status(ch.status().code(), "output \"" + config.name + "\": cannot open its queue (" + config.queue_origin +
-                                          "): " + ch.status().message());
-  return std::unique_ptr<Output>(new Output(config, std::move(log), std::move(*ch)));
+    return Status(ch.status().code(), config.queue_origin + ": output \"" + config.name + "\" cannot open its queue: " +
+                                          plain(ch.status()));
+  if (!counters) counters = std::make_shared<OutputCounters>();
+  std::unique_ptr<Output> out(new Output(config, log, std::move(*ch), std::move(counters)));
+  out->tls_ = std::move(tls);
+  if (config.type == OutputType::kafka) {
+    auto k = KafkaEgress::create(config, out->counters, std::move(log));
+    if (!k.ok()) return k.status();
+    out->kafka_ = std::move(*k);
+  }
+  return out;
 }
 
-Output::Output(const OutputConfig& config, std::shared_ptr<spdlog::logger> log, hopper::Channel<std::string> ch)
+Output::Output(const OutputConfig& config, std::shared_ptr<spdlog::logger> log, hopper::Channel<std::string> ch,
+               std::shared_ptr<OutputCounters> shared)
     : config_(config),
       log_(std::move(log)),
+      counters_(std::move(shared)),
+      counters(*counters_),
       sender_(std::move(ch.sender)),
       receiver_(std::move(ch.receiver)),
       rng_(std::random_device{}()) {
   const hopper::Stats s = receiver_.stats();
+  backlog_.start(s.memory_items + s.disk_items, Clock::now());
+  done_base_ = read(counters.delivered) + read(counters.rejected);
   if (s.items_recovered > 0 || s.corrupt_pages > 0 || s.torn_bytes > 0)
     log_->info("output {}: recovered {} lines from {} ({} damaged pages skipped, {} torn bytes cut)", config_.name,
                s.items_recovered, config_.queue.directory.string(), s.corrupt_pages, s.torn_bytes);
+}
+
+double Output::backlog_age_seconds(Clock::time_point now) {
+  const hopper::Stats s = stats();
+  const std::uint64_t done =
+      read(counters.delivered) + read(counters.rejected) - done_base_ + s.items_dropped + s.corrupt_items;
+  return backlog_.age(done, now);
 }
 
 Output::~Output() {
@@ -301,6 +380,11 @@ Status write_replay_file(const std::filesystem::path& path, const std::string& b
 }  // namespace
 
 void Output::run() {
+  if (kafka_) {
+    kafka_->run(receiver_, [this] { return stop_.load(); },
+                [this] { return Clock::time_point(Clock::duration(hard_deadline_.load())); });
+    return;
+  }
   Connection conn;
   std::string batch;  // in flight: received, not yet written (resent until it is)
   std::uint64_t batch_lines = 0;
@@ -323,7 +407,13 @@ void Output::run() {
   bool replay_on_disk = replay_due;
   std::uint64_t failures = 0;  // consecutive connect/write failures
   std::uint64_t since_commit = 0;
-  const std::uint64_t commit_bytes = std::max<std::uint64_t>(config_.queue.max_memory_bytes / 4, 1);
+  // Lines written but not committed are held by the queue a second time (encoded, for a
+  // restart), so they are committed after a sixteenth of the memory budget at the latest.
+  const std::uint64_t commit_bytes = std::max<std::uint64_t>(config_.queue.max_memory_bytes / 16, 1);
+  // A drained backlog leaves the heap it used free but mapped; it is given back (see
+  // give_back_memory) once the queue is empty after holding at least this much.
+  const std::uint64_t trim_after = 4 << 20;
+  std::uint64_t peak_memory = 0;
   last_commit_ = Clock::now();
   // A write in progress when a stop is requested may finish until the hard deadline.
   const std::function<bool()> give_up = [this] {
@@ -338,7 +428,7 @@ void Output::run() {
     const auto wait = next_backoff();
     if (failures == 1 || failures % 20 == 0)
       log_->warn("output {}: {} {}: {} (attempt {}, next in {} ms; queued lines wait on disk)", config_.name, what,
-                 config_.address.text(), s.message(), failures, wait.count());
+                 config_.address.text(), plain(s), failures, wait.count());
     pause(wait);
   };
 
@@ -350,11 +440,21 @@ void Output::run() {
       }
       if (!collect(batch, batch_lines)) {
         commit();  // idle: persist the position now
+        if (peak_memory >= trim_after) {
+          const hopper::Stats st = receiver_.stats();
+          if (st.memory_items == 0 && st.disk_items == 0) {
+            give_back_memory();
+            peak_memory = 0;
+          }
+        }
         continue;
       }
+      peak_memory = std::max(peak_memory, receiver_.stats().memory_bytes);
+      counters.in_flight.store(batch_lines, std::memory_order_relaxed);  // out of the queue, not yet written
     }
     if (!conn.connected()) {
-      Status s = conn.connect(config_.address, config_.connect_timeout, stop_);
+      Status s = conn.connect(config_.address, config_.connect_timeout, stop_, tls_.get(), config_.tls.server_name,
+                              config_.tls.verify);
       if (!s.ok()) {
         if (s.code() == Errc::closed) break;
         bump(counters.connect_failures);
@@ -423,6 +523,7 @@ void Output::run() {
     }
     batch.clear();
     batch_lines = 0;
+    counters.in_flight.store(0, std::memory_order_relaxed);
   }
   // Stopping. What was written is committed; an unwritten batch is not, so it comes back
   // on the next start (the queue keeps received-but-uncommitted lines).

@@ -1,5 +1,5 @@
 // Output: one downstream of hopperd — its hopper queue of lines and the egress thread that
-// drains the queue, in order, to a TCP connection.
+// drains the queue, in order, to a TCP connection or (kafka.hpp) a Kafka topic.
 #pragma once
 
 #include <atomic>
@@ -13,10 +13,12 @@
 
 #include <spdlog/logger.h>
 
-#include <hopper/hopper.hpp>
+#include "hopperd/queue_item.hpp"
 
 #include "hopperd/config.hpp"
 #include "hopperd/counters.hpp"
+#include "hopperd/kafka.hpp"
+#include "hopperd/tls.hpp"
 
 namespace hopperd {
 
@@ -29,8 +31,10 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
   ~Connection() { close(); }
 
-  // Connects within `timeout`; gives up early when `stop` becomes true.
-  hopper::Status connect(const Endpoint& to, std::chrono::milliseconds timeout, const std::atomic<bool>& stop);
+  // Connects within `timeout` (the TLS handshake included, when `tls` is not null); gives
+  // up early when `stop` becomes true.
+  hopper::Status connect(const Endpoint& to, std::chrono::milliseconds timeout, const std::atomic<bool>& stop,
+                         asio::ssl::context* tls = nullptr, const std::string& server_name = "", bool verify = true);
   // Writes all of `bytes` before `deadline`. Fails on any error, on the peer closing
   // (whatever it sends back is read and ignored) or when `give_up()` says so.
   hopper::Status write_all(std::string_view bytes, std::chrono::steady_clock::time_point deadline,
@@ -46,6 +50,7 @@ class Connection {
   // Reads and discards what the peer sent; false if it closed or failed.
   bool drain_input();
   int fd_ = -1;
+  std::unique_ptr<TlsSession> tls_;
   std::chrono::steady_clock::time_point since_{};
 };
 
@@ -54,7 +59,9 @@ class Connection {
 class Output {
  public:
   // Opens (or recovers) the queue. The error names the queue directory and the config key.
-  static hopper::Result<std::unique_ptr<Output>> open(const OutputConfig& config, std::shared_ptr<spdlog::logger> log);
+  // `counters` carries the output's counts across a reload that replaces it (null: new).
+  static hopper::Result<std::unique_ptr<Output>> open(const OutputConfig& config, std::shared_ptr<spdlog::logger> log,
+                                                      std::shared_ptr<OutputCounters> counters = nullptr);
   ~Output();
   Output(const Output&) = delete;
   Output& operator=(const Output&) = delete;
@@ -63,7 +70,14 @@ class Output {
   // Never waits. On a non-ok status `line` is untouched.
   hopper::Status try_send(std::string&& line) { return sender_.try_send(std::move(line)); }
   hopper::Stats stats() const { return receiver_.stats(); }
-  OutputCounters counters;
+  std::shared_ptr<OutputCounters> shared_counters() const { return counters_; }
+  BacklogClock& backlog() noexcept { return backlog_; }
+  // Seconds since the oldest line not yet delivered (or rejected, or dropped) was queued;
+  // 0 when none waits. On the I/O thread only (the backlog clock is its).
+  double backlog_age_seconds(std::chrono::steady_clock::time_point now);
+  // The Kafka side of a type = "kafka" output, null for TCP. Its health() and counters
+  // may be read from any thread.
+  const KafkaEgress* kafka() const noexcept { return kafka_.get(); }
 
   // Starts the egress thread.
   void start();
@@ -77,7 +91,8 @@ class Output {
   void finish();
 
  private:
-  Output(const OutputConfig& config, std::shared_ptr<spdlog::logger> log, hopper::Channel<std::string> ch);
+  Output(const OutputConfig& config, std::shared_ptr<spdlog::logger> log, hopper::Channel<std::string> ch,
+         std::shared_ptr<OutputCounters> counters);
   void run();
   bool collect(std::string& batch, std::uint64_t& lines);
   void commit();
@@ -87,8 +102,18 @@ class Output {
 
   OutputConfig config_;
   std::shared_ptr<spdlog::logger> log_;
+  std::shared_ptr<OutputCounters> counters_;
+
+ public:
+  OutputCounters& counters;  // *counters_, bumped by the egress thread and by ingest
+
+ private:
+  std::shared_ptr<asio::ssl::context> tls_;  // tls = true
+  BacklogClock backlog_;                      // [I/O thread]
+  std::uint64_t done_base_ = 0;               // delivered + rejected when this Output opened
   hopper::Sender<std::string> sender_;
   hopper::Receiver<std::string> receiver_;  // [egress thread] after start()
+  std::unique_ptr<KafkaEgress> kafka_;      // runs on the egress thread
   std::thread thread_;
 
   // stop_ is a flag and hard_deadline_ a time: the egress thread re-checks them and what

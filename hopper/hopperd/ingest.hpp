@@ -1,14 +1,17 @@
-// Ingest: hopperd's TCP and UDP listeners, and the fan-out of every accepted line to every
-// output's queue.
+// Ingest: hopperd's TCP, TLS and UDP listeners, and the fan-out of every accepted line to
+// every output's queue.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <list>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <asio.hpp>
+#include <asio/ssl.hpp>
 #include <spdlog/logger.h>
 
 #include <hopper/status.hpp>
@@ -22,13 +25,15 @@ namespace hopperd {
 
 // Offers one line to every output. An output whose queue is full under FullPolicy::block
 // keeps its bit in `pending` (the caller retries later and stops reading meanwhile); any
-// other refusal is counted as a drop for that output. Thread-safe (outputs are).
+// other refusal is counted as a drop for that output. Used on the I/O thread only (the
+// outputs' try_send is thread-safe; their backlog clocks are the I/O thread's).
 class FanOut {
  public:
   explicit FanOut(std::vector<Output*> outputs, std::shared_ptr<spdlog::logger> log);
   std::uint32_t all() const noexcept { return all_; }
   // True when no output is left pending. `line` may be moved from only then.
   bool offer(std::string& line, std::uint32_t& pending, Transport transport);
+  const std::vector<Output*>& outputs() const noexcept { return outputs_; }
 
  private:
   std::vector<Output*> outputs_;
@@ -49,7 +54,8 @@ class Ingest {
   ~Ingest();
 
   // Binds every listener now, so that a port in use is an error at start. The message
-  // names the address, the config key and line, and the errno text.
+  // names the address, the config key and line, and the errno text. Also loads the TLS
+  // listeners' certificate.
   hopper::Status bind();
   // Starts accepting and receiving.
   void start();
@@ -57,37 +63,96 @@ class Ingest {
   // a clean stop only if their queue is full; see docs/operations.md).
   void stop();
 
-  std::vector<std::string> tcp_addresses() const;  // as bound ("127.0.0.1:41234")
+  // A reload, in two steps. prepare() binds the listeners `next` adds and loads its TLS
+  // certificate; nothing changes yet, and on error what it bound is closed again.
+  // commit() then closes the listeners `next` no longer has (connections already accepted
+  // stay open), starts the new ones and uses `next` from now on. `next` must outlive us
+  // (or the next commit). Listeners are matched by kind and host:port as written.
+  hopper::Status prepare(const Config& next);
+  void commit(const Config& next);
+  void abandon();  // drops what prepare() bound
+  // The outputs changed: `fan_out` replaces the old one, and `remap[i]` is the new index of
+  // old output i (-1: removed), for lines a connection still holds.
+  void set_fan_out(FanOut& fan_out, const std::vector<int>& remap);
+
+  std::vector<std::string> tcp_addresses() const;  // as bound ("127.0.0.1:41234"), plain TCP
+  std::vector<std::string> tls_addresses() const;
   std::vector<std::string> udp_addresses() const;
 
   // For sessions.
-  const Config& config() const noexcept { return config_; }
-  FanOut& fan_out() noexcept { return fan_out_; }
+  const Config& config() const noexcept { return *config_; }
+  FanOut& fan_out() noexcept { return *fan_out_; }
   IngestCounters& counters() noexcept { return counters_; }
   spdlog::logger& log() noexcept { return *log_; }
   void drop(DropReason reason, Transport transport);
   void session_closed(TcpSession* s);
+  void handshake_failed(const std::string& peer, const std::string& why);
 
  private:
+  struct Listener {
+    std::string key;  // "tcp 127.0.0.1:2003" as configured
+    bool tls = false;
+    asio::ip::tcp::acceptor acceptor;
+    asio::steady_timer pause;  // accepting paused: out of file descriptors
+    std::chrono::milliseconds backoff{0};
+    bool paused = false;
+    bool started = false;
+  };
   struct UdpListener {
+    std::string key;
     asio::ip::udp::socket socket;
     asio::ip::udp::endpoint peer;
     std::vector<char> buffer;
+    bool started = false;
   };
-  void accept(asio::ip::tcp::acceptor& a);
+  hopper::Status bind_all(const Config& config, std::vector<std::unique_ptr<Listener>>& tcp,
+                          std::vector<std::unique_ptr<UdpListener>>& udp,
+                          std::shared_ptr<asio::ssl::context>& tls) const;
+  void accept(Listener& l);
+  void accept_failed(Listener& l, const asio::error_code& ec);
   void receive(UdpListener& u);
+  void sweep();  // closes idle connections
+  std::vector<std::string> addresses(bool tls) const;
 
   asio::io_context& io_;
-  const Config& config_;
-  FanOut& fan_out_;
+  const Config* config_;
+  FanOut* fan_out_;
   IngestCounters& counters_;
   std::shared_ptr<spdlog::logger> log_;
-  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  std::shared_ptr<asio::ssl::context> tls_;  // the TLS listeners' (sessions hold theirs)
+  std::vector<std::unique_ptr<Listener>> acceptors_;
   std::vector<std::unique_ptr<UdpListener>> udp_;
+  // What prepare() bound for a reload, until commit() or abandon().
+  std::vector<std::unique_ptr<Listener>> next_tcp_;
+  std::vector<std::unique_ptr<UdpListener>> next_udp_;
+  std::shared_ptr<asio::ssl::context> next_tls_;
+  // Listeners a reload closed: kept (closed) until we go, because a completion already
+  // queued for one may still refer to it. A few bytes per reload.
+  std::vector<std::unique_ptr<Listener>> retired_tcp_;
+  std::vector<std::unique_ptr<UdpListener>> retired_udp_;
   std::list<std::shared_ptr<TcpSession>> sessions_;
+  asio::steady_timer sweeper_;
+  // A descriptor kept open for the moment accept() fails with EMFILE: closing it lets the
+  // waiting client be accepted and closed at once (refused, visibly), instead of being
+  // left in the backlog where it believes it is sending.
+  int spare_fd_ = -1;
+  bool fd_episode_ = false;  // accepting failed for lack of descriptors, not yet recovered
+  std::uint64_t episode_refused_ = 0;
+  std::chrono::steady_clock::time_point episode_start_{};
   bool stopping_ = false;
   RateLimit drop_warning_;
   RateLimit reject_warning_;
+  RateLimit idle_warning_;
+  RateLimit tls_warning_;
 };
+
+// How many file descriptors hopperd needs beyond its TCP clients (listeners, queues,
+// downstream connections, logs, librdkafka's sockets and pipes).
+std::size_t reserved_descriptors(const Config& config);
+
+// Raises the soft RLIMIT_NOFILE towards what `config` needs (max_tcp_clients plus the
+// reserve), up to the hard limit, and warns when even that is short. Returns the limit in
+// force.
+std::uint64_t fit_descriptor_limit(const Config& config, spdlog::logger& log);
 
 }  // namespace hopperd

@@ -8,14 +8,15 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"hopperd: relays newline-delimited telemetry (graphite, statsd, influx lines) from TCP/UDP\n"
-               "listeners to TCP downstreams, through a disk-backed queue per downstream."};
+               "listeners to TCP (optionally TLS) or Kafka downstreams, through a disk-backed queue per downstream."};
   std::string config_path;
   std::string check_path;
   hopperd::RunOptions run;
   app.add_option("-c,--config", config_path, "Run with this TOML config file");
   app.add_option("--check-config", check_path, "Check this config file, print what it sets up, and exit");
   app.add_option("--ready-file", run.ready_file,
-                 "Once listening, write {\"pid\", \"tcp\", \"udp\", \"metrics\"} (bound addresses) as JSON here");
+                 "Once listening (and after each reload), write {\"pid\", \"tcp\", \"tls\", \"udp\", \"metrics\"} "
+                 "(bound addresses) as JSON here");
   app.add_option("--log-level", run.log_level, "Override log.level (trace, debug, info, warn, error)");
   app.add_flag_callback("--version", [] {
     std::cout << "hopperd 0.1.0\n";
@@ -33,7 +34,7 @@ int main(int argc, char** argv) {
   }
   auto config = hopperd::load_config(config_path);
   if (!config.ok()) {
-    std::cerr << "hopperd: " << config.status().message() << "\n";
+    std::cerr << "hopperd: " << hopperd::plain(config.status()) << "\n";
     return 2;
   }
   return hopperd::run_daemon(*config, run);

@@ -1,7 +1,10 @@
 #include "hopperd/metrics.hpp"
 
 #include <array>
+#include <chrono>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 namespace hopperd {
 
@@ -19,6 +22,16 @@ class Exposition {
     out_ << name_;
     if (!labels.empty()) out_ << '{' << labels << '}';
     out_ << ' ' << value << '\n';
+  }
+  void sample(const std::string& labels, double value) {
+    out_ << name_;
+    if (!labels.empty()) out_ << '{' << labels << '}';
+    out_ << ' ' << value << '\n';
+  }
+  // A family of one sample without labels.
+  void single(const char* name, const char* type, const char* help, std::uint64_t value) {
+    family(name, type, help);
+    sample("", value);
   }
   std::string str() const { return out_.str(); }
 
@@ -47,22 +60,44 @@ std::string render_metrics(const IngestCounters& in, const std::vector<Output*>&
   e.family("hopperd_bytes_received_total", "counter", "Bytes read from clients.");
   e.sample("transport=\"tcp\"", read(in.tcp_bytes));
   e.sample("transport=\"udp\"", read(in.udp_bytes));
-  e.family("hopperd_udp_datagrams_total", "counter", "UDP datagrams received.");
-  e.sample("", read(in.udp_datagrams));
-  e.family("hopperd_tcp_connections", "gauge", "TCP client connections open.");
-  e.sample("", read(in.connections_open));
-  e.family("hopperd_tcp_connections_total", "counter", "TCP client connections accepted.");
-  e.sample("", read(in.connections_total));
-  e.family("hopperd_tcp_connections_rejected_total", "counter", "TCP clients refused over input.max_tcp_clients.");
-  e.sample("", read(in.connections_rejected));
-  e.family("hopperd_backpressure_pauses_total", "counter",
-           "Times a TCP connection stopped reading because a queue under when_full = block was full.");
-  e.sample("", read(in.backpressure_pauses));
-  e.family("hopperd_input_read_errors_total", "counter", "Failed reads on client sockets.");
-  e.sample("", read(in.read_errors));
+  e.single("hopperd_udp_datagrams_total", "counter", "UDP datagrams received.", read(in.udp_datagrams));
+  e.single("hopperd_tcp_connections", "gauge", "TCP client connections open.", read(in.connections_open));
+  e.single("hopperd_tcp_connections_total", "counter",
+           "TCP client connections accepted.",
+           read(in.connections_total));
+  e.family("hopperd_tcp_connections_rejected_total", "counter",
+           "TCP clients accepted and closed at once: over input.max_tcp_clients, or out of file descriptors.");
+  e.sample("reason=\"max_tcp_clients\"", read(in.connections_rejected));
+  e.sample("reason=\"out_of_descriptors\"", read(in.connections_rejected_fd));
+  e.single("hopperd_tcp_accept_errors_total", "counter",
+           "accept() calls that failed (EMFILE, ENFILE, ECONNABORTED...).",
+           read(in.accept_errors));
+  e.single("hopperd_tcp_accept_pauses_total", "counter",
+           "Times hopperd ran out of file descriptors and paused accepting (once per episode).",
+           read(in.accept_pauses));
+  e.single("hopperd_tcp_idle_closed_total", "counter",
+           "TCP connections closed after input.idle_timeout_ms of silence.",
+           read(in.idle_closed));
+  e.single("hopperd_tls_handshake_failures_total", "counter",
+           "TLS clients refused during the handshake.",
+           read(in.tls_handshake_failures));
+  e.single("hopperd_config_reloads_total", "counter", "SIGHUP reloads that took effect.", read(in.reloads));
+  e.single("hopperd_config_reload_failures_total", "counter",
+           "SIGHUP reloads refused (the running config stays).",
+           read(in.reload_failures));
+  e.single("hopperd_config_last_reload_successful", "gauge",
+           "1 when the last reload (or the start) worked.",
+           read(in.last_reload_ok));
+  e.single("hopperd_backpressure_pauses_total", "counter",
+           "Times a TCP connection stopped reading because a queue under when_full = block was full.",
+           read(in.backpressure_pauses));
+  e.single("hopperd_input_read_errors_total", "counter", "Failed reads on client sockets.", read(in.read_errors));
 
   std::vector<hopper::Stats> stats;
   for (const Output* o : outputs) stats.push_back(o->stats());
+  std::vector<double> ages;
+  const auto now = std::chrono::steady_clock::now();
+  for (Output* o : outputs) ages.push_back(o->backlog_age_seconds(now));
   auto per_output = [&](const char* name, const char* type, const char* help, auto value) {
     e.family(name, type, help);
     for (std::size_t i = 0; i < outputs.size(); ++i) e.sample(output_label(*outputs[i]), value(*outputs[i], stats[i]));
@@ -97,6 +132,9 @@ std::string render_metrics(const IngestCounters& in, const std::vector<Output*>&
              [](O o, S) { return read(o.counters.bytes_written); });
   per_output("hopperd_output_batches_total", "counter", "Batches written.",
              [](O o, S) { return read(o.counters.batches); });
+  e.family("hopperd_output_backlog_age_seconds", "gauge",
+           "Age of the oldest line queued and not yet delivered (0 when none; to the second).");
+  for (std::size_t i = 0; i < outputs.size(); ++i) e.sample(output_label(*outputs[i]), ages[i]);
   per_output("hopperd_output_connected", "gauge", "1 while connected to the downstream.",
              [](O o, S) { return read(o.counters.connected); });
   per_output("hopperd_output_reconnects_total", "counter", "Connections established after the first.",
@@ -116,7 +154,139 @@ std::string render_metrics(const IngestCounters& in, const std::vector<Output*>&
   per_output("hopperd_output_dropped_total", "counter",
              "Lines not queued for this output: full (UDP, or when_full = fail) or refused.",
              [](O o, S) { return read(o.counters.dropped_full) + read(o.counters.dropped_error); });
+
+  // Kafka outputs only.
+  std::vector<const Output*> kafka;
+  for (const Output* o : outputs)
+    if (o->kafka()) kafka.push_back(o);
+  if (kafka.empty()) return e.str();
+  auto per_kafka = [&](const char* name, const char* type, const char* help, auto value) {
+    e.family(name, type, help);
+    for (const Output* o : kafka) e.sample(output_label(*o), value(*o));
+  };
+  per_kafka("hopperd_output_in_flight", "gauge", "Lines handed to the Kafka producer, not yet acknowledged or rejected.",
+            [](O o) { return read(o.counters.in_flight); });
+  per_kafka("hopperd_output_oldest_unacked_seconds", "gauge",
+            "Age of the oldest line handed to the producer and not yet acknowledged (0 when none).", [](O o) {
+              const std::uint64_t since = read(o.counters.oldest_unacked_since);
+              if (since == 0) return 0.0;
+              const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch()).count();
+              return now > static_cast<std::int64_t>(since) ? static_cast<double>(now - static_cast<std::int64_t>(since)) / 1e9
+                                                            : 0.0;
+            });
+  per_kafka("hopperd_output_retried_total", "counter", "Lines produced again after a failed delivery.",
+            [](O o) { return read(o.counters.retried); });
+  per_kafka("hopperd_output_rejected_total", "counter",
+            "Lines the brokers will never take (too large, topic unknown or not authorized).",
+            [](O o) { return read(o.counters.rejected); });
+  per_kafka("hopperd_output_dead_lettered_total", "counter", "Rejected lines kept in the dead-letter queue.",
+            [](O o) { return read(o.counters.dead_lettered); });
+  per_kafka("hopperd_output_dead_letter_failures_total", "counter",
+            "Rejected lines the dead-letter queue refused (full or I/O error): lost.",
+            [](O o) { return read(o.counters.dead_letter_failures); });
+  per_kafka("hopperd_output_producer_restarts_total", "counter",
+            "Times the Kafka producer failed for good and was replaced.",
+            [](O o) { return read(o.counters.producer_restarts); });
+  per_kafka("hopperd_kafka_brokers_up", "gauge", "Brokers the producer is connected to.",
+            [](O o) { return read(o.counters.brokers_up); });
+  per_kafka("hopperd_kafka_producer_queue_messages", "gauge",
+            "Messages in librdkafka's queue (bounded by queue.buffering.max.messages).",
+            [](O o) { return read(o.counters.lib_queue_messages); });
+  per_kafka("hopperd_kafka_producer_queue_bytes", "gauge",
+            "Bytes of messages in librdkafka's queue (bounded by queue.buffering.max.kbytes).",
+            [](O o) { return read(o.counters.lib_queue_bytes); });
+  per_kafka("hopperd_kafka_requests_total", "counter", "Requests sent to brokers.",
+            [](O o) { return read(o.counters.lib_requests); });
+  per_kafka("hopperd_kafka_request_errors_total", "counter", "Requests to brokers that failed.",
+            [](O o) { return read(o.counters.lib_request_errors); });
+  per_kafka("hopperd_kafka_request_retries_total", "counter", "Requests librdkafka sent again.",
+            [](O o) { return read(o.counters.lib_request_retries); });
+  per_kafka("hopperd_kafka_request_timeouts_total", "counter", "Requests to brokers that timed out.",
+            [](O o) { return read(o.counters.lib_request_timeouts); });
+  per_kafka("hopperd_kafka_rtt_seconds", "gauge", "The largest of the brokers' average round-trip times.",
+            [](O o) { return static_cast<double>(read(o.counters.lib_rtt_us)) / 1e6; });
   return e.str();
+}
+
+Health judge_health(const HealthConfig& config, const std::vector<Output*>& outputs, bool serving,
+                    const std::string& extra_json) {
+  Health h;
+  const auto now = std::chrono::steady_clock::now();
+  nlohmann::json list = nlohmann::json::array();
+  std::size_t delivering = 0;
+  std::string first_problem;
+  for (Output* o : outputs) {
+    const hopper::Stats s = o->stats();
+    // In the queue, and taken from it but not yet written (TCP) or acknowledged (Kafka).
+    const std::uint64_t waiting = s.memory_items + s.disk_items + read(o->counters.in_flight);
+    const bool connected = read(o->counters.connected) > 0;
+    const double age = o->backlog_age_seconds(now);
+    const std::string type = o->kafka() ? "kafka" : "tcp";
+    std::string why;
+    bool ok = true;
+    if (!connected && waiting > 0) {
+      ok = false;
+      why = o->kafka() ? "no Kafka broker reachable; " + std::to_string(waiting) + " lines wait"
+                       : "not connected to " + o->config().address.text() + "; " + std::to_string(waiting) +
+                             " lines wait";
+    } else if (config.max_backlog_age.count() > 0 &&
+               age * 1000 > static_cast<double>(config.max_backlog_age.count())) {
+      ok = false;
+      why = "the oldest undelivered line is " + std::to_string(static_cast<std::uint64_t>(age)) +
+            " s old (health.max_backlog_age_ms = " + std::to_string(config.max_backlog_age.count()) + ")";
+    } else if (connected) {
+      why = "delivering";
+    } else {
+      why = "idle: nothing to deliver; " + (o->kafka() ? o->kafka()->health() : "not connected (it connects when lines come)");
+    }
+    if (ok) ++delivering;
+    else if (first_problem.empty()) first_problem = "output " + o->config().name + ": " + why;
+    list.push_back({{"name", o->config().name},
+                    {"type", type},
+                    {"delivering", ok},
+                    {"connected", connected},
+                    {"backlog_lines", waiting},
+                    {"backlog_age_seconds", age},
+                    {"reason", why}});
+    if (o->kafka()) {
+      h.brokers_body += o->kafka()->health() + "\n";
+      if (!o->kafka()->brokers_reachable()) h.brokers_ok = false;
+    }
+  }
+  std::string reason;
+  const char* mode = "any";
+  switch (config.mode) {
+    case HealthMode::serving:
+      mode = "serving";
+      h.healthy = true;
+      reason = "serving (health.ready = \"serving\": outputs are not judged)";
+      break;
+    case HealthMode::any:
+      h.healthy = delivering > 0 || outputs.empty();
+      reason = h.healthy ? std::to_string(delivering) + " of " + std::to_string(outputs.size()) + " outputs deliver"
+                         : "no output delivers; " + first_problem;
+      break;
+    case HealthMode::all:
+      mode = "all";
+      h.healthy = delivering == outputs.size();
+      reason = h.healthy ? "every output delivers" : first_problem;
+      break;
+  }
+  if (!serving) {
+    h.healthy = false;
+    h.brokers_ok = false;
+    reason = "stopping";
+  }
+  nlohmann::json body = {{"status", h.healthy ? "ok" : "unhealthy"}, {"ready", mode}, {"reason", reason},
+                         {"outputs", std::move(list)}};
+  if (!extra_json.empty()) {
+    const nlohmann::json extra = nlohmann::json::parse(extra_json, nullptr, false);
+    if (extra.is_object()) body.update(extra);
+  }
+  h.body = body.dump(2) + "\n";
+  if (h.brokers_body.empty()) h.brokers_body = "ok\n";
+  return h;
 }
 
 // ---- the HTTP side --------------------------------------------------------------------
@@ -127,8 +297,8 @@ namespace {
 // Lives on the I/O thread, kept alive by its pending handlers.
 class HttpExchange : public std::enable_shared_from_this<HttpExchange> {
  public:
-  HttpExchange(asio::ip::tcp::socket s, const std::function<std::string()>& metrics, const std::function<bool()>& healthy)
-      : socket_(std::move(s)), timer_(socket_.get_executor()), metrics_(metrics), healthy_(healthy), head_(8192) {}
+  HttpExchange(asio::ip::tcp::socket s, const std::function<std::string()>& metrics, const std::function<Health()>& health)
+      : socket_(std::move(s)), timer_(socket_.get_executor()), metrics_(metrics), health_(health), head_(8192) {}
   void start() {
     timer_.expires_after(std::chrono::seconds(5));
     timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
@@ -154,10 +324,15 @@ class HttpExchange : public std::enable_shared_from_this<HttpExchange> {
     } else if (target == "/metrics") {
       respond(200, "text/plain; version=0.0.4; charset=utf-8", metrics_(), method == "HEAD");
     } else if (target == "/healthz") {
-      const bool ok = healthy_();
-      respond(ok ? 200 : 503, "text/plain", ok ? "ok\n" : "stopping\n", method == "HEAD");
+      // 200 or 503 by health.ready, with a JSON body that says why, output by output.
+      const Health h = health_();
+      respond(h.healthy ? 200 : 503, "application/json", h.body, method == "HEAD");
+    } else if (target == "/healthz/brokers") {
+      // 503 while any Kafka output reaches no broker; one line per Kafka output.
+      const Health h = health_();
+      respond(h.brokers_ok ? 200 : 503, "text/plain", h.brokers_body, method == "HEAD");
     } else {
-      respond(404, "text/plain", "not found: try /metrics or /healthz\n");
+      respond(404, "text/plain", "not found: try /metrics, /healthz or /healthz/brokers\n");
     }
   }
   void respond(int code, const char* type, std::string body, bool head_only = false) {
@@ -179,16 +354,16 @@ class HttpExchange : public std::enable_shared_from_this<HttpExchange> {
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
   const std::function<std::string()>& metrics_;
-  const std::function<bool()>& healthy_;
+  const std::function<Health()>& health_;
   asio::streambuf head_;
   std::string out_;
 };
 
 }  // namespace
 
-MetricsServer::MetricsServer(asio::io_context& io, std::function<std::string()> metrics, std::function<bool()> healthy,
+MetricsServer::MetricsServer(asio::io_context& io, std::function<std::string()> metrics, std::function<Health()> health,
                              std::shared_ptr<spdlog::logger> log)
-    : io_(io), acceptor_(io), metrics_(std::move(metrics)), healthy_(std::move(healthy)), log_(std::move(log)) {}
+    : io_(io), acceptor_(io), pause_(io), metrics_(std::move(metrics)), health_(std::move(health)), log_(std::move(log)) {}
 
 hopper::Status MetricsServer::bind(const Endpoint& at) {
   asio::error_code ec;
@@ -224,8 +399,15 @@ void MetricsServer::start() {
 void MetricsServer::accept() {
   acceptor_.async_accept([this](const asio::error_code& ec, asio::ip::tcp::socket s) {
     if (stopping_ || ec == asio::error::operation_aborted) return;
-    if (!ec) std::make_shared<HttpExchange>(std::move(s), metrics_, healthy_)->start();
-    accept();
+    if (!ec) {
+      std::make_shared<HttpExchange>(std::move(s), metrics_, health_)->start();
+      return accept();
+    }
+    // Out of file descriptors (the clients' fault, or ours): a pause, not a busy loop.
+    pause_.expires_after(std::chrono::milliseconds(100));
+    pause_.async_wait([this](const asio::error_code& wec) {
+      if (!wec && !stopping_) accept();
+    });
   });
 }
 
@@ -233,6 +415,7 @@ void MetricsServer::stop() {
   stopping_ = true;
   asio::error_code ec;
   acceptor_.close(ec);
+  pause_.cancel();
 }
 
 }  // namespace hopperd

@@ -78,6 +78,7 @@ struct Log {
   struct Delivery {
     int epoch;
     Tag tag;
+    std::uint64_t position = 0;  // Receiver::position() just after it; 0 inside a batch
   };
   std::vector<Delivery> delivered;
   // Items delivered before a commit() that returned ok, with the length of `delivered`
@@ -134,9 +135,10 @@ class Runner {
   bool open_epoch();
   void close_epoch();
   void check_stats(const Stats& st, const char* where);
-  void record_delivery(const std::string& item);
+  void record_delivery(const std::string& item, bool last_of_batch = true);
   void send_one(Sender<std::string>& s, int producer, std::uint32_t index, std::size_t pad, Wait wait);
-  void commit();
+  // through_middle: commit(position) through the middle of what this open received.
+  void commit(bool through_middle = false);
   void run_steps();
   void run_threaded();
   void final_phase();
@@ -156,7 +158,8 @@ class Runner {
   std::uint64_t disk_allowance_ = 0;  // disk_bytes at open, when a shutdown wrote past the budget
   std::vector<std::uint32_t> next_index_;
   bool cut_ = false;  // the power was cut (the machine rebooted since)
-  int idle_ = 0;      // threaded: receives that found nothing once the senders were done
+  int idle_ = 0;
+  std::uint64_t commits_made_ = 0;  // threaded: commits so far (every other one is a commit_at)      // threaded: receives that found nothing once the senders were done
   std::uint64_t mutating_at_close_ = 0;
   bool trace_ = false;
 };
@@ -247,15 +250,16 @@ void Runner::check_stats(const Stats& st, const char* where) {
                    std::to_string(disk_limit));
 }
 
-void Runner::record_delivery(const std::string& item) {
+void Runner::record_delivery(const std::string& item, bool last_of_batch) {
   auto t = parse(item);
   if (!t) {
     log_.violation("received an item nobody sent: \"" + item.substr(0, 40) + "\"");
     return;
   }
   if (trace_) std::fprintf(stderr, "  delivered %s in epoch %d\n", tag_text(*t).c_str(), epoch_);
+  const std::uint64_t position = last_of_batch ? q_.ch->receiver.position() : 0;
   std::lock_guard lk(log_.mu);
-  log_.delivered.push_back({epoch_, *t});
+  log_.delivered.push_back({epoch_, *t, position});
 }
 
 void Runner::send_one(Sender<std::string>& s, int producer, std::uint32_t index, std::size_t pad, Wait wait) {
@@ -280,19 +284,36 @@ void Runner::send_one(Sender<std::string>& s, int producer, std::uint32_t index,
   }
 }
 
-void Runner::commit() {
+void Runner::commit(bool through_middle) {
   // What this handle has received in this epoch is committed (items of earlier epochs that
-  // were not delivered again yet are not: they come back first).
+  // were not delivered again yet are not: they come back first) — or, through the middle,
+  // only the first half of it: the rest stays received and not committed.
   std::vector<Tag> so_far;
+  std::vector<std::uint64_t> positions;
   {
     std::lock_guard lk(log_.mu);
     for (const auto& d : log_.delivered)
-      if (d.epoch == epoch_) so_far.push_back(d.tag);
+      if (d.epoch == epoch_) {
+        so_far.push_back(d.tag);
+        positions.push_back(d.position);
+      }
   }
-  if (q_.ch->receiver.commit().ok() && !dead()) {
-    if (trace_) std::fprintf(stderr, "  committed %zu items of epoch %d\n", so_far.size(), epoch_);
+  std::size_t upto = so_far.size();
+  Status st;
+  if (through_middle) {
+    upto = so_far.size() / 2;
+    while (upto > 0 && positions[upto - 1] == 0) --upto;  // a position known: a batch's last
+    if (upto == 0) return;
+    st = q_.ch->receiver.commit(positions[upto - 1]);
+  } else {
+    st = q_.ch->receiver.commit();
+  }
+  if (st.ok() && !dead()) {
+    if (trace_) std::fprintf(stderr, "  committed %zu items of epoch %d\n", upto, epoch_);
     std::lock_guard lk(log_.mu);
-    for (const Tag& t : so_far) log_.committed.emplace(t, log_.delivered.size());
+    for (std::size_t i = 0; i < upto; ++i) log_.committed.emplace(so_far[i], log_.delivered.size());
+  } else if (st.code() == Errc::invalid_argument) {
+    log_.violation("commit(position) refused a position the receiver gave: " + st.message());
   }
 }
 
@@ -332,11 +353,12 @@ void Runner::run_steps() {
         case StepKind::recv_many: {
           std::vector<std::string> got;
           if (q_.ch->receiver.try_recv_many(got, static_cast<std::size_t>(step.count)).ok())
-            for (auto& v : got) record_delivery(v);
+            for (std::size_t k = 0; k < got.size(); ++k) record_delivery(got[k], k + 1 == got.size());
           break;
         }
         case StepKind::flush: (void)q_.senders[0].flush(); break;
         case StepKind::commit: commit(); break;
+        case StepKind::commit_at: commit(true); break;
         case StepKind::reopen:
           close_epoch();
           if (dead()) return;
@@ -377,7 +399,7 @@ void Runner::run_threaded() {
       record_delivery(v);
       if (w_.commit_every > 0 && ++since_commit >= w_.commit_every) {
         since_commit = 0;
-        commit();
+        commit(w_.commit_at_positions && (commits_made_++ % 2 == 1));
       }
       check_stats(q_.ch->receiver.stats(), "while receiving");
       continue;

@@ -55,7 +55,8 @@ struct Schedule {
 };
 
 // What a single-threaded workload does, step by step.
-enum class StepKind { send, recv, recv_many, flush, commit, reopen };
+// commit_at: commit(position) through the middle of what this open received (manual_commit).
+enum class StepKind { send, recv, recv_many, flush, commit, commit_at, reopen };
 struct Step {
   StepKind kind = StepKind::send;
   int producer = 0;   // send: which producer handle
@@ -71,6 +72,7 @@ struct Workload {
   std::vector<Step> steps;                // single-threaded
   std::uint32_t items_per_producer = 0;   // threaded: each producer sends this many,
   std::uint32_t commit_every = 0;         // a concurrent receiver takes them (commits)
+  bool commit_at_positions = false;       // threaded: every other commit is a commit_at
   // threaded: false, nobody receives until the senders are done, so every acknowledged item
   // is still on disk when the steps end (and a power cut then shows one that was not durable).
   bool receive_while_sending = true;

@@ -22,6 +22,7 @@ Step recv(int n) { return Step{StepKind::recv, 0, n, 0}; }
 Step recv_many(int n) { return Step{StepKind::recv_many, 0, n, 0}; }
 Step flush() { return Step{StepKind::flush, 0, 0, 0}; }
 Step commit() { return Step{StepKind::commit, 0, 0, 0}; }
+Step commit_at() { return Step{StepKind::commit_at, 0, 0, 0}; }
 Step reopen() { return Step{StepKind::reopen, 0, 0, 0}; }
 
 }  // namespace
@@ -49,6 +50,17 @@ std::vector<Workload> small_workloads() {
     w.options.sync_interval = std::chrono::milliseconds(1);
     w.options.manual_commit = true;
     w.steps = {send(10), recv(3), commit(), send(10), recv(6), reopen(), recv(5), commit(), send(4), recv(20), commit()};
+    all.push_back(w);
+  }
+  {
+    // Commits through positions: items received after the position stay uncommitted, and
+    // come back after a reopen; those before it never do.
+    Workload w{"interval, commit through positions", base(), 1};
+    w.options.sync = SyncPolicy::interval;
+    w.options.sync_interval = std::chrono::milliseconds(1);
+    w.options.manual_commit = true;
+    w.steps = {send(12), recv(6), commit_at(), send(8), recv_many(6), recv(2), commit_at(), reopen(), recv(8),
+               commit_at(), send(4), recv(20), commit_at(), commit()};
     all.push_back(w);
   }
   {
@@ -123,6 +135,7 @@ std::vector<Workload> concurrent_workloads() {
     w.options.max_disk_bytes = 64 << 10;
     w.items_per_producer = 100;
     w.commit_every = 10;
+    w.commit_at_positions = true;
     all.push_back(w);
   }
   {

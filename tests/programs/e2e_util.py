@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 
 _processes = []
@@ -135,12 +136,13 @@ class Hopperd:
         self.ready = None
         _daemons.append(self)
 
-    def start(self, expect_ready=True):
+    def start(self, expect_ready=True, **popen):
+        """popen: more for subprocess.Popen (env, preexec_fn for resource limits...)."""
         if os.path.exists(self.ready_path):
             os.unlink(self.ready_path)
         log = open(self.log_path, "ab")
         self.proc = start([self.binary, "--config", self.config_path, "--ready-file", self.ready_path],
-                          stdout=log, stderr=subprocess.STDOUT)
+                          stdout=log, stderr=subprocess.STDOUT, **popen)
         log.close()
         if expect_ready:
             wait_for(lambda: os.path.exists(self.ready_path) or self.proc.poll() is not None, 20, "hopperd ready")
@@ -152,6 +154,27 @@ class Hopperd:
 
     def tcp(self, i=0):
         return addr(self.ready["tcp"][i])
+
+    def tls(self, i=0):
+        return addr(self.ready["tls"][i])
+
+    def reread_ready(self):
+        """After a reload: the ready file is written again with what is bound now."""
+        with open(self.ready_path) as f:
+            self.ready = json.load(f)
+        return self.ready
+
+    def write_config(self, text):
+        with open(self.config_path, "w") as f:
+            f.write(text)
+
+    def healthz(self, path="/healthz"):
+        """(status, body) of GET path on the metrics listener."""
+        try:
+            with urllib.request.urlopen("http://%s%s" % (self.ready["metrics"], path), timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
 
     def udp(self, i=0):
         return addr(self.ready["udp"][i])
@@ -191,9 +214,12 @@ class Sink:
     (a broken downstream); mode "mute" accepts and never reads (a hung downstream). stop() closes the listener and every connection, as a
     downstream that goes away does; start() listens again on the same port."""
 
-    def __init__(self, port=None, mode="normal"):
+    def __init__(self, port=None, mode="normal", keep=True):
+        """keep=False: only count the lines (self.count), for runs of millions."""
         self.port = port
         self.mode = mode
+        self.keep = keep
+        self.count = 0
         self.lock = threading.Lock()
         self.lines = []         # every line read, in arrival order
         self.seen = set()       # the distinct ones (kept as they come: cheap to poll)
@@ -288,6 +314,10 @@ class Sink:
                 d = b""
             if not d:
                 break
+            if not self.keep:
+                with self.lock:
+                    self.count += d.count(b"\n")
+                continue
             rest += d
             *done, rest = rest.split(b"\n")
             if done:
@@ -372,6 +402,20 @@ def first_occurrences(lines):
             seen.add(l)
             out.append(l)
     return out
+
+
+def one_output_config(sink_port, queue_dir, input_extra=""):
+    """hopperd with a TCP listener (port 0), metrics, and one output "sink"."""
+    return """[input]
+tcp = "127.0.0.1:0"
+%s
+[metrics]
+listen = "127.0.0.1:0"
+[[output]]
+name = "sink"
+address = "127.0.0.1:%d"
+queue_dir = "%s"
+""" % (input_extra, sink_port, queue_dir)
 
 
 def send_tcp(address, lines, chunk=1000):

@@ -72,6 +72,12 @@ rc = hd.proc.wait(30)
 log = hd.log()
 check(rc == 1 and "Address already in use" in log and "input.tcp" in log and ":2:" in log,
       "a port in use is a start-up error naming the key and line: " + log.strip().splitlines()[-1])
+check(log.strip().splitlines()[-1] ==
+      "hopperd: %s:2: input.tcp: cannot listen on tcp 127.0.0.1:%d: Address already in use" % (hd.config_path, port),
+      "in the one-line form of config errors (no log prefix, no error code)")
+rc, out, _ = check_config(open(hd.config_path).read(), "busy-check.toml")
+check(rc == 2 and "busy-check.toml:2: input.tcp: cannot listen on tcp" in out and "Address already in use" in out,
+      "--check-config finds the port in use: " + out.strip())
 busy.close()
 
 open(os.path.join(work, "a-file"), "w").close()
@@ -86,12 +92,23 @@ rc = hd.proc.wait(30)
 log = hd.log()
 check(rc == 1 and "a-file/queue" in log and "queue_dir" in log,
       "an unusable queue directory is a start-up error naming it: " + log.strip().splitlines()[-1])
+check(log.strip().splitlines()[-1].startswith("hopperd: %s:5: output[0].queue_dir: " % hd.config_path) and
+      "io_error" not in log, "in one line, the key first, the error code not repeated")
+rc, out, _ = check_config(open(hd.config_path).read(), "baddir-check.toml")
+check(rc == 2 and "baddir-check.toml:5: output[0].queue_dir:" in out and "is not a directory" in out,
+      "--check-config finds a queue directory that cannot be created: " + out.strip())
+
+rc, out, _ = check_config(GOOD + 'max_memory_bytes = "64 MiBs"\n', "badsize.toml")
+check(rc == 2 and '"64 MiBs"' in out, "a bad size repeats the bad value: " + out.strip())
 
 first = Hopperd(a.hopperd, work, GOOD.replace("q-good", "q-shared"), "first").start()
 second = Hopperd(a.hopperd, work, GOOD.replace("q-good", "q-shared"), "second")
 second.start(expect_ready=False)
 rc = second.proc.wait(30)
 check(rc == 1 and "locked" in second.log(), "a second hopperd on the same queue is refused: locked")
+rc, out, _ = check_config(GOOD.replace("q-good", "q-shared"), "locked-check.toml")
+check(rc == 2 and "locked-check.toml:5: output[0].queue_dir:" in out and "is locked" in out and
+      "pid %d" % first.proc.pid in out, "--check-config finds the queue locked by a running hopperd: " + out.strip())
 check(first.stop()[0] == 0, "the first one stops cleanly")
 
 # ---- garbage on the sockets --------------------------------------------------------------

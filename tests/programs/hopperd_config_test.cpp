@@ -148,6 +148,49 @@ TEST(Config, LoadNamesAMissingFile) {
   EXPECT_NE(c.status().message().find("/nonexistent/hopperd.toml"), std::string::npos);
 }
 
+const char* kOne = "[input]\ntcp = \"127.0.0.1:1\"\n[[output]]\nname = \"a\"\naddress = \"127.0.0.1:2\"\nqueue_dir = \"/q\"\n";
+
+TEST(Config, HealthLimitsAndTls) {
+  auto c = parse_config(std::string("[health]\nready = \"all\"\nmax_backlog_age_ms = 60000\n") + kOne +
+                            "tls = true\ntls_server_name = \"sink.test\"\ntls_verify = false\n",
+                        "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->health.mode, HealthMode::all);
+  EXPECT_EQ(c->health.max_backlog_age.count(), 60000);
+  EXPECT_EQ(c->idle_timeout.count(), 300000) << "the default: five minutes";
+  EXPECT_TRUE(c->outputs[0].tls.enabled);
+  EXPECT_FALSE(c->outputs[0].tls.verify);
+  EXPECT_EQ(c->outputs[0].tls.server_name, "sink.test");
+  auto d = parse_config(kOne, "t.toml");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->health.mode, HealthMode::any) << "the default: any output delivering";
+}
+
+TEST(Config, HealthAndTlsErrorsNameTheKey) {
+  std::string e = error_of(std::string("[health]\nready = \"most\"\n") + kOne);
+  EXPECT_NE(e.find("t.toml:2: health.ready: expected one of any, all, serving; got \"most\""), std::string::npos) << e;
+  e = error_of(std::string(kOne) + "tls_server_name = \"x\"\n");
+  EXPECT_NE(e.find("t.toml:7: output[0].tls_server_name: only used with tls = true"), std::string::npos) << e;
+  e = error_of(std::string(kOne) + "tls = true\ntls_ca_file = \"/nonexistent/ca.crt\"\n");
+  EXPECT_NE(e.find("t.toml:8: output[0].tls_ca_file: cannot read \"/nonexistent/ca.crt\""), std::string::npos) << e;
+  e = error_of("[input]\ntls = \"127.0.0.1:1\"\n[[output]]\naddress = \"127.0.0.1:2\"\nqueue_dir = \"/q\"\n");
+  EXPECT_NE(e.find("t.toml:2: input.tls: TLS listeners need input.tls_cert_file and input.tls_key_file"),
+            std::string::npos) << e;
+  e = error_of("[input]\ntcp = \"127.0.0.1:1\"\nidle_timeout_ms = -1\n[[output]]\naddress = \"127.0.0.1:2\"\nqueue_dir = \"/q\"\n");
+  EXPECT_NE(e.find("t.toml:3: input.idle_timeout_ms: must be between 0 and"), std::string::npos) << e;
+  e = error_of(std::string(kOne) + "max_memory_bytes = \"64 MiBs\"\n");
+  EXPECT_NE(e.find("t.toml:7: output[0].max_memory_bytes: not a size: \"64 MiBs\""), std::string::npos) << e;
+}
+
+TEST(Config, SameAsIgnoresWhereKeysWereWritten) {
+  auto a = parse_config(kOne, "a.toml");
+  auto b = parse_config(std::string("\n\n") + kOne, "b.toml");
+  auto c = parse_config(std::string(kOne) + "batch_bytes = 1000\n", "c.toml");
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_TRUE(a->outputs[0].same_as(b->outputs[0])) << "only the lines moved";
+  EXPECT_FALSE(a->outputs[0].same_as(c->outputs[0]));
+}
+
 TEST(Size, Units) {
   EXPECT_EQ(parse_size("0"), 0u);
   EXPECT_EQ(parse_size("512"), 512u);
