@@ -83,6 +83,7 @@ Result<std::unique_ptr<Core>> Core::open(const Options& options) {
   for (const auto& s : rec->segments) r.segments.add(s.number, s.bytes, s.pages);
   // Delivered, but their unlink failed at open: counted, and retried from now on.
   for (const auto& s : rec->stale) r.segments.add_undeleted(s.number, s.bytes, Clock::now());
+  core->removal_pending_ = r.segments.removal_pending();
   // Left in place unread: counted against the budget, neither delivered nor removed.
   for (const auto& s : rec->held) r.segments.add_held(s.number, s.bytes);
   for (const auto& p : rec->pages) {

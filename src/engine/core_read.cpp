@@ -50,8 +50,8 @@ void Core::delivered_memory_item() {
 
 void Core::skip_delivered(std::uint64_t n) { read_->skipped(n); }
 
-void Core::settle_skipped() {
-  if (skipped_in_memory_ == 0 || read_->item_pending()) return;
+void Core::settle_skipped_now() {
+  if (read_->item_pending()) return;
   read_->skipped(skipped_in_memory_);
   skipped_in_memory_ = 0;
 }

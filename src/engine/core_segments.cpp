@@ -17,12 +17,15 @@ namespace hopper::detail {
 void Core::remove_segment(std::uint64_t number) {
   std::optional<SegmentSet::Removal> removal = rooms_->segments.begin_removal(number);
   if (!removal) return;
+  removal_pending_ = rooms_->segments.removal_pending();
   mu_.unlock();
   removal->descriptor.file.reset();
   Status s = fs_->remove(removal->path);
   mu_.lock();
   // The bytes stayed counted until the unlink returned, so the budget was never overrun.
-  if (rooms_->segments.end_removal(number, s, Clock::now()) && senders_waiting_ > 0) sender_cv_.notify_all();
+  const bool removed = rooms_->segments.end_removal(number, s, Clock::now());
+  removal_pending_ = rooms_->segments.removal_pending();
+  if (removed && senders_waiting_ > 0) sender_cv_.notify_all();
 }
 
 bool Core::retry_removals() {
@@ -31,10 +34,6 @@ bool Core::retry_removals() {
   const std::uint64_t before = rooms_->segments.count();
   for (std::uint64_t number : due) remove_segment(number);  // each re-checks its entry
   return rooms_->segments.count() < before;
-}
-
-void Core::retry_removals_if_due() {
-  if (rooms_->segments.removal_pending()) (void)retry_removals();
 }
 
 void Core::release_segment(std::uint64_t number) {

@@ -78,32 +78,6 @@ PageChecksum::~PageChecksum() = default;
 void PageChecksum::update(std::string_view piece) { XXH3_64bits_update(&state_->xxh, piece.data(), piece.size()); }
 bool PageChecksum::matches() const { return XXH3_64bits_digest(&state_->xxh) == expected_; }
 
-std::size_t begin_item(std::string& raw) {
-  const std::size_t mark = raw.size();
-  raw.append(kItemPrefixSize, '\0');
-  return mark;
-}
-
-void end_item(std::string& raw, std::size_t mark) {
-  put_u32(raw.data() + mark, static_cast<std::uint32_t>(item_bytes(raw, mark)));
-}
-
-std::optional<std::string_view> ItemCursor::next() {
-  if (pos_ == raw_.size()) return std::nullopt;
-  if (raw_.size() - pos_ < kItemPrefixSize) {
-    ok_ = false;
-    return std::nullopt;
-  }
-  const std::uint32_t len = get_u32(raw_.data() + pos_);
-  if (raw_.size() - pos_ - kItemPrefixSize < len) {
-    ok_ = false;
-    return std::nullopt;
-  }
-  std::string_view item = raw_.substr(pos_ + kItemPrefixSize, len);
-  pos_ += kItemPrefixSize + len;
-  return item;
-}
-
 DeliveryOrder delivery_order(std::vector<PageRef> all, std::uint64_t from) {
   std::stable_sort(all.begin(), all.end(), [](const PageRef& a, const PageRef& b) { return a.first_seq < b.first_seq; });
   DeliveryOrder order;

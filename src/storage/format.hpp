@@ -103,6 +103,25 @@ class PageChecksum {
   std::uint64_t expected_ = 0;
 };
 
+// Little-endian fields.
+inline void put_u32(char* p, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+inline void put_u64(char* p, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
+}
+inline std::uint32_t get_u32(const char* p) {
+  std::uint32_t v = 0;
+  for (int i = 0; i < 4; ++i) v |= std::uint32_t(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+inline std::uint64_t get_u64(const char* p) {
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v |= std::uint64_t(static_cast<unsigned char>(p[i])) << (8 * i);
+  return v;
+}
+
+
 // ---- item framing: a page's raw payload is its items back to back, each a u32 length
 // (little-endian) and that many bytes. Written only through begin_item/end_item, read only
 // through ItemCursor.
@@ -111,12 +130,18 @@ class PageChecksum {
 inline constexpr std::uint64_t kMaxItemBytes = 0xffffffffu;
 // Appending an item to `raw`: begin_item reserves its frame and returns where it starts;
 // the caller appends the item's bytes; end_item writes the frame. (Taking it back is
-// raw.resize(mark).)
-std::size_t begin_item(std::string& raw);
-void end_item(std::string& raw, std::size_t mark);
+// raw.resize(mark).) Inline, as is ItemCursor::next: every spilled item passes here.
+inline std::size_t begin_item(std::string& raw) {
+  const std::size_t mark = raw.size();
+  raw.append(kItemPrefixSize, '\0');
+  return mark;
+}
 // Bytes of the item begun at `mark`, without its frame.
 inline std::uint64_t item_bytes(const std::string& raw, std::size_t mark) noexcept {
   return raw.size() - mark - kItemPrefixSize;
+}
+inline void end_item(std::string& raw, std::size_t mark) {
+  put_u32(raw.data() + mark, static_cast<std::uint32_t>(item_bytes(raw, mark)));
 }
 
 // Walks the length-prefixed items of a raw page. Stops (and reports) on a prefix that
@@ -125,11 +150,23 @@ class ItemCursor {
  public:
   explicit ItemCursor(std::string_view raw) : raw_(raw) {}
   // The next item's bytes, or nullopt at the end or on a malformed prefix (see ok()).
-  std::optional<std::string_view> next();
+  std::optional<std::string_view> next() {
+    if (pos_ == raw_.size()) return std::nullopt;
+    if (raw_.size() - pos_ < kItemPrefixSize) return malformed();
+    const std::uint32_t len = get_u32(raw_.data() + pos_);
+    if (raw_.size() - pos_ - kItemPrefixSize < len) return malformed();
+    std::string_view item = raw_.substr(pos_ + kItemPrefixSize, len);
+    pos_ += kItemPrefixSize + len;
+    return item;
+  }
   bool ok() const noexcept { return ok_; }
   std::size_t offset() const noexcept { return pos_; }
 
  private:
+  std::nullopt_t malformed() noexcept {
+    ok_ = false;
+    return std::nullopt;
+  }
   std::string_view raw_;
   std::size_t pos_ = 0;
   bool ok_ = true;
@@ -195,22 +232,5 @@ std::string encode_cursor(std::uint64_t position, std::uint64_t end);  // versio
 std::optional<CursorRecord> decode_cursor_record(std::string_view bytes);
 // The position of either version.
 std::optional<std::uint64_t> decode_cursor(std::string_view bytes);
-
-inline void put_u32(char* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-inline void put_u64(char* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<char>(v >> (8 * i));
-}
-inline std::uint32_t get_u32(const char* p) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v |= std::uint32_t(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
-inline std::uint64_t get_u64(const char* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= std::uint64_t(static_cast<unsigned char>(p[i])) << (8 * i);
-  return v;
-}
 
 }  // namespace hopper::format

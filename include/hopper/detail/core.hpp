@@ -204,7 +204,10 @@ class Core {
   // went (room came back). Senders and the receiver call it whenever a removal is pending:
   // a failed unlink needs no manual call to be retried.
   bool retry_removals() HOPPER_REQUIRES(mu_);
-  void retry_removals_if_due() HOPPER_REQUIRES(mu_);
+  // Inline: every send and every receive that locks passes here.
+  void retry_removals_if_due() HOPPER_REQUIRES(mu_) {
+    if (removal_pending_) (void)retry_removals();
+  }
   // FullPolicy::drop_oldest with spilling: discards the oldest segment (its unread pages
   // are skipped by the receiver and counted), or, when the disk refuses writes and no
   // segment can go, the oldest sealed page waiting in RAM. False when nothing can be
@@ -250,7 +253,9 @@ class Core {
   void skip_delivered(std::uint64_t n) HOPPER_REQUIRES(receiver_);
   // Memory items drop_oldest took from the deque's front count as delivered, unless a page
   // is being read (they come after it, and so must the position).
-  void settle_skipped() HOPPER_REQUIRES(mu_, receiver_);
+  void settle_skipped() HOPPER_REQUIRES(mu_, receiver_) {
+    if (skipped_in_memory_ > 0) settle_skipped_now();
+  }
   // manual_commit: the encoding of the memory item being handed out goes into the returned
   // buffer, between begin_held() and end_held(); it stays charged `footprint` until a
   // commit passes it.
@@ -282,6 +287,7 @@ class Core {
 
   explicit Core(Options options);
   void count_received() noexcept;
+  void settle_skipped_now() HOPPER_REQUIRES(mu_, receiver_);
 
   // The conductor's steps (src/engine/): each names the lock windows it opens.
   bool append_pending() HOPPER_REQUIRES(mu_);
@@ -334,6 +340,9 @@ class Core {
   std::uint64_t items_sent_ HOPPER_GUARDED_BY(mu_) = 0;
   std::uint64_t items_dropped_ HOPPER_GUARDED_BY(mu_) = 0;
   std::uint64_t skipped_in_memory_ HOPPER_GUARDED_BY(mu_) = 0;  // dropped ahead of the receiver
+  // SegmentSet::removal_pending(), kept here so the per-item paths test it inline; set
+  // where that answer changes: open (undeleted segments) and remove_segment.
+  bool removal_pending_ HOPPER_GUARDED_BY(mu_) = false;
 
   std::unique_ptr<Rooms> rooms_ HOPPER_PT_GUARDED_BY(mu_);                  // the rooms under the lock
   std::unique_ptr<SpillWriter> writer_ HOPPER_PT_GUARDED_BY(writer_token_);  // the token holder's
