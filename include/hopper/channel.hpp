@@ -4,6 +4,7 @@
 #include <chrono>
 #include <iterator>
 #include <memory>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -239,5 +240,14 @@ Result<Channel<T>> channel(const Options& options) {
   auto q = std::make_shared<detail::Queue<T>>(std::move(*core));
   return Channel<T>{Sender<T>(q, options.when_full), Receiver<T>(q)};
 }
+
+// Queues of std::string (hopperd's, and the usual choice for lines and records) are compiled
+// once, into the library (src/instances.cpp): a file that uses them parses these templates
+// but does not instantiate or optimise them again, which is about a quarter of its compile
+// time (docs/architecture.md, "Compile cost").
+extern template class detail::Queue<std::string>;
+extern template class Sender<std::string>;
+extern template class Receiver<std::string>;
+extern template Result<Channel<std::string>> channel<std::string>(const Options&);
 
 }  // namespace hopper
