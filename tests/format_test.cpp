@@ -249,6 +249,51 @@ TEST(ItemCodec, RoundTripsOfTheStandardTypes) {
   EXPECT_EQ(p, std::make_pair(7u, std::string("seven")));
 }
 
+// Numbers and strings are encoded without an archive (codec.hpp): the bytes must be the
+// archive's, both ways, for every size class.
+template <class T>
+std::string archived(const T& v) {
+  std::string out;
+  detail::OutArchive ar(out);
+  ar(v);
+  return out;
+}
+template <class T>
+bool archive_decoded(std::string_view bytes, T& out) {
+  try {
+    detail::InArchive ar(bytes);
+    ar(out);
+    return ar.remaining() == 0;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+TEST(ItemCodec, DirectNumbersAndStringsAreTheArchivesBytes) {
+  for (const std::string& s : {std::string(), std::string("a"), std::string(255, 'b'), std::string(70000, '\0')}) {
+    EXPECT_EQ(encoded(s), archived(s)) << s.size();
+    EXPECT_EQ(detail::encoded_size(s), archived(s).size());
+    std::string back;
+    ASSERT_TRUE(archive_decoded(encoded(s), back));
+    EXPECT_EQ(back, s);
+    ASSERT_TRUE(detail::decode(archived(s), back));
+    EXPECT_EQ(back, s);
+  }
+  for (std::uint64_t u : {std::uint64_t{0}, std::uint64_t{1}, ~std::uint64_t{0}}) {
+    EXPECT_EQ(encoded(u), archived(u));
+    EXPECT_EQ(detail::encoded_size(u), 8u);
+  }
+  EXPECT_EQ(encoded(-3), archived(-3));
+  EXPECT_EQ(encoded(2.5), archived(2.5));
+  EXPECT_EQ(encoded(true), archived(true));
+  EXPECT_EQ(encoded('z'), archived('z'));
+  double d = 0;
+  ASSERT_TRUE(detail::decode(archived(-0.125), d));
+  EXPECT_EQ(d, -0.125);
+  std::uint16_t small = 0;
+  EXPECT_FALSE(detail::decode(archived(std::uint32_t{7}), small));  // the wrong width is not a T
+}
+
 TEST(ItemCodec, StringEncodingIsCerealsBinaryLayout) {
   // u64 length, then the bytes: what docs/format.md promises for std::string items.
   EXPECT_EQ(encoded(std::string("ab")), std::string("\x02\0\0\0\0\0\0\0ab", 10));
