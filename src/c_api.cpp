@@ -298,6 +298,15 @@ hopper_code hopper_commit_position(hopper_receiver* r, uint64_t position) {
   if (r == nullptr) return null_argument("invalid_argument: hopper_commit_position of a NULL receiver");
   return guarded([&] { return report(r->receiver.commit(position)); });
 }
+hopper_code hopper_receiver_wait_handle(hopper_receiver* r, int* fd) {
+  if (r == nullptr || fd == nullptr) return null_argument("invalid_argument: hopper_receiver_wait_handle needs a receiver and an fd pointer");
+  return guarded([&] {
+    auto h = r->receiver.wait_handle();
+    if (!h.ok()) return report(h.status());
+    *fd = *h;
+    return HOPPER_OK;
+  });
+}
 void hopper_receiver_close(hopper_receiver* r) { delete r; }
 
 hopper_code hopper_receiver_stats(const hopper_receiver* r, hopper_stats* out, size_t size) {

@@ -133,6 +133,14 @@ hopper_code hopper_commit(hopper_receiver* receiver);
  * after it that were received but not committed come back after a restart.
  * HOPPER_INVALID_ARGUMENT beyond hopper_position. */
 hopper_code hopper_commit_position(hopper_receiver* receiver, uint64_t position);
+/* A file descriptor for event loops (epoll, poll, libuv, Go's netpoller): readable whenever
+ * hopper_try_recv could return something (an item, or HOPPER_CLOSED). Once it is readable,
+ * call hopper_try_recv until HOPPER_EMPTY: that call re-arms it, and the next arrival makes
+ * it readable again. It may be readable with nothing to take. A read or write waiting for
+ * its retry (HOPPER_IO_ERROR) is not announced: try again after a short pause. The
+ * descriptor belongs to the queue: do not read, write or close it, and remove it from your
+ * loop before closing the receiver. */
+hopper_code hopper_receiver_wait_handle(hopper_receiver* receiver, int* fd);
 /* Closes and frees the handle: senders then get HOPPER_CLOSED; what is queued stays and is
  * written to disk once the last sender is closed too. NULL is fine. */
 void hopper_receiver_close(hopper_receiver* receiver);

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,19 @@ static void round_trip(void) {
   CHECK(st.items_sent == 5 && st.items_received == 5 && st.memory_items == 0);
   int lines = 0;
   CHECK(hopper_receiver_damage(rx, count_line, &lines) == 0 && lines == 0);
+
+  /* The wait handle: quiet after an empty receive, readable once something arrives. */
+  int fd = -1;
+  CHECK_CODE(hopper_receiver_wait_handle(rx, &fd), HOPPER_OK);
+  CHECK(fd >= 0);
+  CHECK_CODE(hopper_try_recv(rx, &item, &size), HOPPER_EMPTY);
+  struct pollfd p = {fd, POLLIN, 0};
+  CHECK(poll(&p, 1, 0) == 0);
+  CHECK_CODE(hopper_send(tx, "polled", 6), HOPPER_OK);
+  CHECK(poll(&p, 1, 10000) == 1 && (p.revents & POLLIN));
+  CHECK_CODE(hopper_try_recv(rx, &item, &size), HOPPER_OK);
+  CHECK(same(item, size, "polled"));
+  CHECK_CODE(hopper_receiver_wait_handle(NULL, &fd), HOPPER_INVALID_ARGUMENT);
 
   /* A second producer keeps the queue open until it is closed too. */
   hopper_sender* tx2 = hopper_sender_clone(tx);

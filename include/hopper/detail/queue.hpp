@@ -228,6 +228,11 @@ class Queue {
     return Status();
   }
 
+  Result<int> wait_handle() {
+    TokenScope role(core_->receiver());
+    return core_->wait_handle();
+  }
+
   Status commit() {
     TokenScope role(core_->receiver());
     return core_->commit(core_->position());
@@ -308,7 +313,10 @@ class Queue {
         continue;
       }
       if (core_->senders_gone()) return Status(Errc::closed, "every sender is gone and all items were received");
-      if (wait.kind == Wait::never) return Status(Errc::empty, "");
+      if (wait.kind == Wait::never) {
+        core_->arm_wait_handle();  // found nothing under this lock: the next arrival signals it
+        return Status(Errc::empty, "");
+      }
       if (timed_out) return Status(Errc::timeout, "nothing arrived before the deadline");
       timed_out = core_->wait_receiver(wait);
       waited = true;
