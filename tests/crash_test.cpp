@@ -644,7 +644,7 @@ TEST(Crash, CommitThroughAPositionResumesThereAcrossSigkill) {
       ASSERT_EQ(expect, items) << "items after the resume point are missing";
       ASSERT_EQ(ch->receiver.recv(v).code(), Errc::closed);
       ASSERT_EQ(commit_at.has_value(), check_until > resumed);
-      if (commit_at) ASSERT_TRUE(ch->receiver.commit(*commit_at).ok());
+      if (commit_at) { ASSERT_TRUE(ch->receiver.commit(*commit_at).ok()); }
       const Stats st = ch->receiver.stats();
       EXPECT_EQ(st.corrupt_pages, 0u);
       EXPECT_EQ(st.corrupt_items, 0u);

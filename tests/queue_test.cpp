@@ -1309,7 +1309,7 @@ TEST(Queue, VectorsOfStringsThroughMemoryAndDisk) {
     const std::uint64_t spilled = ch.receiver.stats().items_spilled;
     ASSERT_TRUE(ch.sender.send(std::move(item)).ok());
     const Stats st = ch.receiver.stats();
-    if (st.items_spilled == spilled) EXPECT_EQ(st.memory_bytes, before + fp) << i;
+    if (st.items_spilled == spilled) { EXPECT_EQ(st.memory_bytes, before + fp) << i; }
     EXPECT_LE(st.memory_bytes, o.max_memory_bytes);
   }
   EXPECT_GT(ch.receiver.stats().items_spilled, 0u);

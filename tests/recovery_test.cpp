@@ -289,7 +289,7 @@ TEST(Recovery, SegmentNumbersKeepGrowingAcrossReopens) {
     ASSERT_TRUE(ch.sender.flush().ok());
     for (const auto& f : test::segment_files(dir.path())) {
       const auto n = *format::parse_segment_file_name(f.filename().native());
-      if (std::find(before.begin(), before.end(), f) == before.end()) EXPECT_GT(n, highest) << f;
+      if (std::find(before.begin(), before.end(), f) == before.end()) { EXPECT_GT(n, highest) << f; }
     }
   }
   EXPECT_EQ(reopen_and_drain(o), test::iota_u32(24));

@@ -808,7 +808,7 @@ TEST(SimFsQueue, PowerCutDuringAnAlwaysRunLosesNoAcknowledgedItem) {
       // Everything acknowledged, in order, first; then at most the one send in flight.
       EXPECT_TRUE(std::equal(acked.begin(), acked.end(), back.begin()));
       EXPECT_LE(back.size(), acked.size() + 1);
-      if (back.size() > acked.size()) EXPECT_EQ(back.back(), item(static_cast<std::uint32_t>(acked.size())));
+      if (back.size() > acked.size()) { EXPECT_EQ(back.back(), item(static_cast<std::uint32_t>(acked.size()))); }
     }
   }
   std::cout << "cuts: " << cuts_before_open << " while opening, " << cuts_with_acks << " among the sends, "
