@@ -24,6 +24,7 @@
 
 #include "fault_fs.hpp"
 #include "storage/format.hpp"
+#include "tagged.hpp"
 #include "test_util.hpp"
 
 namespace hopper::test {
@@ -31,40 +32,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using std::chrono::seconds;
-
-// ---- items that say who sent them ---------------------------------------------------
-
-// "producer.index." then `pad` letters drawn from (producer, index): anything the queue
-// invents or garbles fails to parse, and the padding does not compress to nothing (so that
-// budgets fill up as they would with real data).
-std::string tagged(std::uint32_t producer, std::uint32_t index, std::size_t pad = 0) {
-  std::string s = std::to_string(producer) + "." + std::to_string(index) + ".";
-  std::uint64_t x = (std::uint64_t{producer} << 32 | index) * 0x9e3779b97f4a7c15ull + 1;
-  for (std::size_t k = 0; k < pad; ++k) {
-    x ^= x >> 29;
-    x *= 0xbf58476d1ce4e5b9ull;
-    s.push_back(static_cast<char>('a' + (x >> 40) % 26));
-  }
-  return s;
-}
-
-struct Tag {
-  std::uint32_t producer = 0;
-  std::uint32_t index = 0;
-};
-
-std::optional<Tag> parse_tag(const std::string& s) {
-  Tag t;
-  char* end = nullptr;
-  t.producer = static_cast<std::uint32_t>(std::strtoul(s.c_str(), &end, 10));
-  if (end == s.c_str() || *end != '.') return std::nullopt;
-  const char* idx = end + 1;
-  t.index = static_cast<std::uint32_t>(std::strtoul(idx, &end, 10));
-  if (end == idx || *end != '.') return std::nullopt;
-  const std::size_t pad = s.size() - static_cast<std::size_t>(end + 1 - s.c_str());
-  if (s != tagged(t.producer, t.index, pad)) return std::nullopt;
-  return t;
-}
 
 // Receives until a non-ok status, never waiting more than 10 s for one item: a queue that
 // is stuck ends with Errc::timeout instead of hanging the test. The senders must be closed.

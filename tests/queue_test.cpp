@@ -20,6 +20,7 @@
 
 #include <hopper/hopper.hpp>
 
+#include "forwarding_fs.hpp"
 #include "test_util.hpp"
 
 // ---- item types for the customization points (at namespace scope, before any use) ----
@@ -848,7 +849,7 @@ TEST(Queue, ASegmentIsDeletedOnlyAfterItsLastPageIsRead) {
 // string) can be held at a gate: the test learns when a thread has reached it and decides
 // when it may go on. Lets a test put the receiver exactly inside the writer's window.
 // Thread-safe.
-class GatedFileSystem final : public FileSystem {
+class GatedFileSystem final : public test::ForwardingFileSystem {
  public:
   // The next matching call (one only) will be held.
   void arm(std::string op, std::string path_part) {
@@ -879,44 +880,26 @@ class GatedFileSystem final : public FileSystem {
   }
 
   Result<std::unique_ptr<File>> open(const std::filesystem::path& path, OpenMode mode) override {
-    auto f = base_->open(path, mode);
-    if (!f.ok()) return f.status();
-    return std::unique_ptr<File>(std::make_unique<GatedFile>(std::move(*f), *this));
-  }
-  Status rename(const std::filesystem::path& from, const std::filesystem::path& to) override {
-    return base_->rename(from, to);
+    return open_wrapped<GatedFile>(path, mode, *this);
   }
   Status remove(const std::filesystem::path& path) override {
     gate("remove", path);
-    return base_->remove(path);
+    return ForwardingFileSystem::remove(path);
   }
-  Result<std::vector<std::string>> list(const std::filesystem::path& dir) override { return base_->list(dir); }
-  Status create_directories(const std::filesystem::path& dir) override { return base_->create_directories(dir); }
-  Status sync_directory(const std::filesystem::path& dir) override { return base_->sync_directory(dir); }
-  Result<std::unique_ptr<FileLock>> lock(const std::filesystem::path& path) override { return base_->lock(path); }
 
  private:
-  class GatedFile final : public File {
+  class GatedFile final : public test::ForwardingFile {
    public:
-    GatedFile(std::unique_ptr<File> f, GatedFileSystem& fs) : f_(std::move(f)), fs_(fs) {}
-    Status append(const void* data, std::size_t n) override { return f_->append(data, n); }
-    Result<std::size_t> read_at(std::uint64_t offset, void* data, std::size_t n) override {
-      return f_->read_at(offset, data, n);
-    }
+    GatedFile(std::unique_ptr<File> f, GatedFileSystem& fs) : ForwardingFile(std::move(f)), fs_(fs) {}
     Status sync() override {
-      fs_.gate("sync", f_->path());
-      return f_->sync();
+      fs_.gate("sync", path());
+      return ForwardingFile::sync();
     }
-    Status truncate(std::uint64_t size) override { return f_->truncate(size); }
-    Result<std::uint64_t> size() override { return f_->size(); }
-    const std::filesystem::path& path() const noexcept override { return f_->path(); }
 
    private:
-    std::unique_ptr<File> f_;
     GatedFileSystem& fs_;
   };
 
-  std::shared_ptr<FileSystem> base_ = FileSystem::posix();
   std::mutex mu_;
   std::condition_variable cv_;
   std::string op_, part_;
