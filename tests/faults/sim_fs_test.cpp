@@ -23,7 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string describe(const Status& s) { return s.ok() ? "ok" : s.message(); }
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
