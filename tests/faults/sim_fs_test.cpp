@@ -1,4 +1,4 @@
-// tests/sim_fs: the in-RAM simulated file system the fault-schedule explorer runs queues
+// tests/support/sim_fs: the in-RAM simulated file system the fault-schedule explorer runs queues
 // on. One TEST per documented behaviour, then two that run a real queue on it.
 #include <gtest/gtest.h>
 
