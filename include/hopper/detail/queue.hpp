@@ -83,7 +83,7 @@ class Queue {
     // The recovered backlog comes first, before anything sent after this open.
     MutexLock lk(core_->mutex());
     for (std::uint64_t n : core_->recovered_pages()) {
-      deque_.emplace_back(std::in_place_type<Disk>, n);  // in place: no variant temporary
+      deque_.emplace_back(std::in_place_type<Disk>, Disk{n});  // in place: no variant temporary
       core_->marker_pushed();
     }
   }
@@ -577,7 +577,7 @@ class Queue {
 
   void seal_and_push() HOPPER_REQUIRES(core_->mutex()) {
     if (const std::uint64_t n = core_->seal(); n > 0) {
-      deque_.emplace_back(std::in_place_type<Disk>, n);  // in place: no variant temporary
+      deque_.emplace_back(std::in_place_type<Disk>, Disk{n});  // in place: no variant temporary
       core_->marker_pushed();
     }
   }
