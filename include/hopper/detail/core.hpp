@@ -378,8 +378,11 @@ class Core {
 
   std::unique_ptr<Rooms> rooms_ HOPPER_PT_GUARDED_BY(mu_);                  // the rooms under the lock
   std::unique_ptr<SpillWriter> writer_ HOPPER_PT_GUARDED_BY(writer_token_);  // the token holder's
-  std::unique_ptr<ReadPath> read_ HOPPER_PT_GUARDED_BY(receiver_);          // the receiver's
 
+  // What the receiver reads and writes per item, on a cache line of its own: the senders
+  // write the fields above on every send, and a shared line would travel between their
+  // core and the receiver's with each item (measured: memory/u64/1p at 0.94x).
+  alignas(64) std::unique_ptr<ReadPath> read_ HOPPER_PT_GUARDED_BY(receiver_);  // the receiver's
   // Counts for stats(), read from any thread for reporting only: relaxed ordering
   // suffices because no decision is derived from them. received_: items handed out
   // (written by the receiver alone). disk_out_: items that left the disk side (handed out,

@@ -117,7 +117,7 @@ class Queue {
  private:
   // send() with the queue lock held throughout (Core's calls release it for I/O and waits
   // and take it back). `wake`: the item went to memory and the receiver waits.
-  Status send_locked(T& item, std::uint64_t fp, Wait wait, FullPolicy policy, bool& wake)
+  HOPPER_INLINE_ONCE Status send_locked(T& item, std::uint64_t fp, Wait wait, FullPolicy policy, bool& wake)
       HOPPER_REQUIRES(core_->mutex()) {
     bool timed_out = false;
     bool needs_memory = false;  // too large for a segment, small enough for the memory budget
@@ -513,7 +513,7 @@ class Queue {
   }
 
   // `wake`: the receiver waits; send() wakes it once it has released the lock.
-  Status push_memory(T& item, std::uint64_t fp, bool& wake) HOPPER_REQUIRES(core_->mutex()) {
+  HOPPER_INLINE_ONCE Status push_memory(T& item, std::uint64_t fp, bool& wake) HOPPER_REQUIRES(core_->mutex()) {
     pushed_bytes_ += fp;
     deque_.emplace_back(std::in_place_type<Memory<T>>, std::move(item), fp, pushed_bytes_);  // in place: no variant move
     wake = core_->memory_pushed(fp);
