@@ -167,6 +167,17 @@ class Receiver {
   // invalid_argument. io_error if it could not be persisted (the position stays where it
   // was).
   Status commit(std::uint64_t position) { return q_ ? q_->commit(position) : closed(); }
+  // A file descriptor for event loops (epoll, poll, asio, libuv): readable whenever
+  // try_recv / try_recv_many could return something — an item, or closed — so a loop can
+  // wait for it instead of a blocked thread. Use it edge-style: once it is readable, call
+  // try_recv until it returns empty; that empty call re-arms it, and the next arrival
+  // makes it readable again (no arrival in between is missed). It may be readable with
+  // nothing to take (try_recv then says empty). A failed page read or write waiting for
+  // its retry (try_recv says io_error) is not announced on it: try again after a short
+  // pause. The descriptor belongs to the queue — do not read, write or close it; it stays
+  // valid until the queue closes (the receiver and every sender are gone), so remove it
+  // from your loop before closing the receiver. io_error if no eventfd could be made.
+  Result<int> wait_handle() { return q_ ? q_->wait_handle() : Result<int>(closed()); }
   // Occupancy and totals. Thread-safe.
   Stats stats() const { return q_ ? q_->stats() : Stats{}; }
   // One line per damage found since open — by recovery (damaged pages skipped, torn tails

@@ -11,6 +11,11 @@
 #include <cstdlib>
 #include <thread>
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+
 #include <hopper/file_system.hpp>
 
 #include "engine/core_rooms.hpp"
@@ -53,7 +58,9 @@ void keep_first(Status& first, const Status& s) {
 
 Core::Core(Options options) : opt_(std::move(options)) {}
 
-Core::~Core() = default;
+Core::~Core() {
+  if (const int fd = wait_fd_.load(std::memory_order_relaxed); fd >= 0) ::close(fd);
+}
 
 Result<std::unique_ptr<Core>> Core::open(const Options& options) {
   if (Status s = validate(options); !s.ok()) return s;
@@ -119,7 +126,7 @@ void Core::add_sender() {
 void Core::drop_sender() {
   MutexLock lk(mu_);
   HOPPER_ASSERT(senders_ > 0, "a sender dropped that was never added");
-  if (--senders_ == 0 && receiver_waiting_) receiver_cv_.notify_one();
+  if (--senders_ == 0) wake_receiver_locked();  // closed is news to a receiver too
 }
 
 void Core::drop_receiver() {
@@ -174,7 +181,7 @@ SpillVerdict Core::end_page_item(std::uint64_t& seq) {
   ++r.spilled;
   ++r.disk_in;
   ++items_sent_;
-  if (receiver_waiting_) receiver_cv_.notify_one();
+  wake_receiver_locked();
   return v;
 }
 
@@ -191,7 +198,7 @@ std::uint64_t Core::seal() {
 
 void Core::marker_pushed() {
   ++markers_;
-  if (receiver_waiting_) receiver_cv_.notify_one();
+  wake_receiver_locked();
 }
 
 // ---- waiting --------------------------------------------------------------------------------
@@ -228,7 +235,10 @@ bool Core::wait_receiver(const Wait& wait) {
 }
 
 bool Core::wait_for_page(const Wait& wait, Clock::time_point until) {
-  if (wait.kind == Wait::never) return false;
+  if (wait.kind == Wait::never) {
+    arm_wait_handle();  // the page being written wakes it when it is there
+    return false;
+  }
   if (wait.kind == Wait::until) {
     if (Clock::now() >= wait.deadline) return false;
     until = std::min(until, wait.deadline);
@@ -241,6 +251,32 @@ bool Core::wait_for_page(const Wait& wait, Clock::time_point until) {
   }
   receiver_waiting_ = false;
   return true;
+}
+
+// ---- the wait handle ----------------------------------------------------------------------
+
+Result<int> Core::wait_handle() {
+  MutexLock lk(mu_);
+  if (const int fd = wait_fd_.load(std::memory_order_relaxed); fd >= 0) return fd;
+  const int fd = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (fd < 0) return Status::IoError("eventfd for the receiver's wait handle", opt_.directory.string(), errno);
+  // Readable at first: whatever is queued now was never announced on it.
+  const std::uint64_t one = 1;
+  (void)!::write(fd, &one, sizeof one);
+  wait_fd_.store(fd, std::memory_order_release);
+  return fd;
+}
+
+void Core::signal_wait_handle() noexcept {
+  const std::uint64_t one = 1;
+  // Cannot fail but for a counter at 2^64-2, which one write per arming never reaches.
+  (void)!::write(wait_fd_.load(std::memory_order_acquire), &one, sizeof one);
+}
+
+void Core::arm_wait_handle_now() {
+  std::uint64_t count = 0;
+  (void)!::read(wait_fd_.load(std::memory_order_relaxed), &count, sizeof count);  // EAGAIN: already empty
+  handle_armed_ = true;
 }
 
 // ---- stats ------------------------------------------------------------------------------------

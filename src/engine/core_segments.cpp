@@ -116,7 +116,7 @@ bool Core::drop_oldest_on_disk() {
     if (!count) return false;
     items_dropped_ += *count;
     disk_out_.fetch_add(*count, std::memory_order_relaxed);
-    if (receiver_waiting_) receiver_cv_.notify_one();
+    wake_receiver_locked();
     return true;
   }
   if (!rooms_->segments.is_active(*oldest)) {

@@ -81,7 +81,7 @@ void Core::compress_sealed(SealedPage& page) {
   rooms_->pipeline.compressed(page, s, std::move(frame));
   // The page may be appended, or read from RAM, now: whoever waits for that may go on.
   if (senders_waiting_ > 0) sender_cv_.notify_all();
-  if (receiver_waiting_) receiver_cv_.notify_one();
+  wake_receiver_locked();
 }
 
 void Core::segment_closed(std::uint64_t number, const Status& sync, bool synced) {
@@ -154,7 +154,7 @@ bool Core::append_pending() {
         items_sent_ -= count;
         rooms_->spilled -= count;
         rooms_->disk_in -= count;
-        if (receiver_waiting_) receiver_cv_.notify_one();
+        wake_receiver_locked();
         if (senders_waiting_ > 0) sender_cv_.notify_all();
         release_after_append(closed, replaced);
         continue;
@@ -162,7 +162,7 @@ bool Core::append_pending() {
       // Still ours, still in order: kept in RAM (the receiver may read it from there) and
       // written again once the back-off has passed, by whoever comes next.
       rooms_->pipeline.page_kept(std::move(p), as_io_error(r.status), Clock::now());
-      if (receiver_waiting_) receiver_cv_.notify_one();
+      wake_receiver_locked();
       release_after_append(closed, replaced);
       ok = false;
       break;
@@ -176,7 +176,7 @@ bool Core::append_pending() {
     rooms_->segments.appended(a.segment, a.bytes, end);
     wrote = true;
     written_end = std::max(written_end, end);
-    if (receiver_waiting_) receiver_cv_.notify_one();
+    wake_receiver_locked();
     if (!sync_always() && senders_waiting_ > 0) sender_cv_.notify_all();
     release_after_append(closed, replaced);
     // The page's segment is the active one now; any other that was is closed (by this
@@ -213,7 +213,7 @@ bool Core::append_pending() {
   (void)retry_removals();
   give_writer_token();
   if (senders_waiting_ > 0) sender_cv_.notify_all();
-  if (receiver_waiting_) receiver_cv_.notify_one();
+  wake_receiver_locked();
   return ok;
 }
 

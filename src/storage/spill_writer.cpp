@@ -36,10 +36,6 @@ SpillWriter::SpillWriter(std::shared_ptr<FileSystem> fs, std::filesystem::path d
 
 SpillWriter::~SpillWriter() = default;
 
-std::uint64_t SpillWriter::bound(std::uint64_t raw_bytes) {
-  return format::kSegmentHeaderSize + format::kPageHeaderSize + ZSTD_COMPRESSBOUND(raw_bytes);
-}
-
 std::optional<std::uint64_t> SpillWriter::active() const {
   if (!file_) return std::nullopt;
   return file_number_;

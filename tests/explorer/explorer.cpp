@@ -18,6 +18,7 @@
 
 #include "storage/format.hpp"
 #include "sim_fs.hpp"
+#include "tagged.hpp"
 #include "test_util.hpp"
 
 namespace hopper::explore {
@@ -28,45 +29,13 @@ using namespace std::chrono_literals;
 using test::SimFault;
 using test::SimFileSystem;
 using test::SimOp;
+using test::Tag;
+using test::tag_text;
+using test::tagged;
+using test::parse_tag;
 using test::Unsynced;
 
 const fs::path kDir = "/q";
-
-// ---- items that say who sent them ------------------------------------------------------
-
-// "p.i." then `pad` letters drawn from (p, i): anything invented or garbled fails to parse.
-std::string tagged(int producer, std::uint32_t index, std::size_t pad) {
-  std::string s = std::to_string(producer) + "." + std::to_string(index) + ".";
-  std::uint64_t x = (std::uint64_t(producer) << 32 | index) * 0x9e3779b97f4a7c15ull + 1;
-  for (std::size_t k = 0; k < pad; ++k) {
-    x ^= x >> 29;
-    x *= 0xbf58476d1ce4e5b9ull;
-    s.push_back(static_cast<char>('a' + (x >> 40) % 26));
-  }
-  return s;
-}
-
-struct Tag {
-  int producer = 0;
-  std::uint32_t index = 0;
-  bool operator<(const Tag& o) const { return producer != o.producer ? producer < o.producer : index < o.index; }
-  bool operator==(const Tag& o) const { return producer == o.producer && index == o.index; }
-};
-
-std::optional<Tag> parse(const std::string& s) {
-  Tag t;
-  char* end = nullptr;
-  t.producer = static_cast<int>(std::strtol(s.c_str(), &end, 10));
-  if (end == s.c_str() || *end != '.') return std::nullopt;
-  const char* idx = end + 1;
-  t.index = static_cast<std::uint32_t>(std::strtoul(idx, &end, 10));
-  if (end == idx || *end != '.') return std::nullopt;
-  const std::size_t pad = s.size() - static_cast<std::size_t>(end + 1 - s.c_str());
-  if (s != tagged(t.producer, t.index, pad)) return std::nullopt;
-  return t;
-}
-
-std::string tag_text(const Tag& t) { return std::to_string(t.producer) + "." + std::to_string(t.index); }
 
 // ---- what a run did ----------------------------------------------------------------------
 
@@ -251,7 +220,7 @@ void Runner::check_stats(const Stats& st, const char* where) {
 }
 
 void Runner::record_delivery(const std::string& item, bool last_of_batch) {
-  auto t = parse(item);
+  auto t = parse_tag(item);
   if (!t) {
     log_.violation("received an item nobody sent: \"" + item.substr(0, 40) + "\"");
     return;
@@ -272,8 +241,9 @@ void Runner::send_one(Sender<std::string>& s, int producer, std::uint32_t index,
   }
   const bool dead_now = dead();
   std::lock_guard lk(log_.mu);
-  log_.sent[{producer, index}] = st.code();
-  if (st.ok() && !dead_now && !cut_) log_.acked_before_cut.insert({producer, index});
+  const Tag tag{static_cast<std::uint32_t>(producer), index};
+  log_.sent[tag] = st.code();
+  if (st.ok() && !dead_now && !cut_) log_.acked_before_cut.insert(tag);
   switch (st.code()) {
     case Errc::ok:
     case Errc::full:
@@ -442,8 +412,9 @@ void Runner::resume(int p, std::uint32_t n, const char* where) {
       return;
     }
     std::lock_guard lk(log_.mu);
-    log_.sent[{p, i}] = Errc::ok;
-    log_.acked_before_cut.insert({p, i});
+    const Tag tag{static_cast<std::uint32_t>(p), i};
+    log_.sent[tag] = Errc::ok;
+    log_.acked_before_cut.insert(tag);
   }
   for (std::uint32_t i = 0; i < n; ++i) {
     std::string v;

@@ -1,4 +1,4 @@
-// The fault-schedule explorer: runs small queue workloads on tests/sim_fs under one fault
+// The fault-schedule explorer: runs small queue workloads on tests/support/sim_fs under one fault
 // each — the k-th operation of a kind fails (ENOSPC, EIO, a short write, ENOENT), the power
 // is cut at the k-th mutating operation, or a segment file vanishes — and checks the
 // queue's promises after every run (docs/testing.md, "The fault explorer"). k is

@@ -46,8 +46,8 @@ std::vector<std::string> read_all(const std::filesystem::path& dir, ItemReader::
   std::uint64_t expect_seq = 0;
   bool first = true;
   while (r->next(it)) {
-    if (!first && gaps) EXPECT_GE(it.seq, expect_seq);
-    if (!first && !gaps) EXPECT_EQ(it.seq, expect_seq);
+    if (!first && gaps) { EXPECT_GE(it.seq, expect_seq); }
+    if (!first && !gaps) { EXPECT_EQ(it.seq, expect_seq); }
     first = false;
     expect_seq = it.seq + 1;
     std::string s;
@@ -288,7 +288,7 @@ TEST(Inspect, WhileTheQueueIsWrittenAndDrained) {
     StoredItem it;
     std::optional<std::uint64_t> last;
     while (reader->next(it)) {
-      if (last) ASSERT_GT(it.seq, *last);
+      if (last) { ASSERT_GT(it.seq, *last); }
       last = it.seq;
       std::string s;
       ASSERT_TRUE(decode_item(it.bytes, s));

@@ -117,7 +117,7 @@ class Queue {
  private:
   // send() with the queue lock held throughout (Core's calls release it for I/O and waits
   // and take it back). `wake`: the item went to memory and the receiver waits.
-  Status send_locked(T& item, std::uint64_t fp, Wait wait, FullPolicy policy, bool& wake)
+  HOPPER_INLINE_ONCE Status send_locked(T& item, std::uint64_t fp, Wait wait, FullPolicy policy, bool& wake)
       HOPPER_REQUIRES(core_->mutex()) {
     bool timed_out = false;
     bool needs_memory = false;  // too large for a segment, small enough for the memory budget
@@ -228,6 +228,11 @@ class Queue {
     return Status();
   }
 
+  Result<int> wait_handle() {
+    TokenScope role(core_->receiver());
+    return core_->wait_handle();
+  }
+
   Status commit() {
     TokenScope role(core_->receiver());
     return core_->commit(core_->position());
@@ -308,7 +313,10 @@ class Queue {
         continue;
       }
       if (core_->senders_gone()) return Status(Errc::closed, "every sender is gone and all items were received");
-      if (wait.kind == Wait::never) return Status(Errc::empty, "");
+      if (wait.kind == Wait::never) {
+        core_->arm_wait_handle();  // found nothing under this lock: the next arrival signals it
+        return Status(Errc::empty, "");
+      }
       if (timed_out) return Status(Errc::timeout, "nothing arrived before the deadline");
       timed_out = core_->wait_receiver(wait);
       waited = true;
@@ -505,7 +513,7 @@ class Queue {
   }
 
   // `wake`: the receiver waits; send() wakes it once it has released the lock.
-  Status push_memory(T& item, std::uint64_t fp, bool& wake) HOPPER_REQUIRES(core_->mutex()) {
+  HOPPER_INLINE_ONCE Status push_memory(T& item, std::uint64_t fp, bool& wake) HOPPER_REQUIRES(core_->mutex()) {
     pushed_bytes_ += fp;
     deque_.emplace_back(std::in_place_type<Memory<T>>, std::move(item), fp, pushed_bytes_);  // in place: no variant move
     wake = core_->memory_pushed(fp);

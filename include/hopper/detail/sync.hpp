@@ -33,6 +33,14 @@
 #define HOPPER_RETURN_CAPABILITY(x) HOPPER_TSA(lock_returned(x))
 #define HOPPER_NO_THREAD_SAFETY_ANALYSIS HOPPER_TSA(no_thread_safety_analysis)
 
+// A function with one caller on a per-item path, which the compiler would otherwise keep
+// out of line for its size (the call and its register traffic then cost more than the body).
+#if defined(__GNUC__) || defined(__clang__)
+#define HOPPER_INLINE_ONCE __attribute__((always_inline)) inline
+#else
+#define HOPPER_INLINE_ONCE inline
+#endif
+
 // HOPPER_ASSERT(condition, message): an invariant of the queue. Checked in debug builds
 // (no NDEBUG) and in sanitizer builds (CMake defines HOPPER_ASSERTS=1 with HOPPER_SANITIZE;
 // compilers that say they sanitize turn it on too); a failure prints where and why, then

@@ -1,4 +1,4 @@
-// tests/sim_fs: the in-RAM simulated file system the fault-schedule explorer runs queues
+// tests/support/sim_fs: the in-RAM simulated file system the fault-schedule explorer runs queues
 // on. One TEST per documented behaviour, then two that run a real queue on it.
 #include <gtest/gtest.h>
 
@@ -23,7 +23,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string describe(const Status& s) { return s.ok() ? "ok" : s.message(); }
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
@@ -808,7 +807,7 @@ TEST(SimFsQueue, PowerCutDuringAnAlwaysRunLosesNoAcknowledgedItem) {
       // Everything acknowledged, in order, first; then at most the one send in flight.
       EXPECT_TRUE(std::equal(acked.begin(), acked.end(), back.begin()));
       EXPECT_LE(back.size(), acked.size() + 1);
-      if (back.size() > acked.size()) EXPECT_EQ(back.back(), item(static_cast<std::uint32_t>(acked.size())));
+      if (back.size() > acked.size()) { EXPECT_EQ(back.back(), item(static_cast<std::uint32_t>(acked.size()))); }
     }
   }
   std::cout << "cuts: " << cuts_before_open << " while opening, " << cuts_with_acks << " among the sends, "

@@ -7,7 +7,7 @@
 
 #include <iostream>
 
-#include "explorer/explorer.hpp"
+#include "explorer.hpp"
 #include "test_util.hpp"
 
 namespace hopper::explore {

@@ -1,7 +1,7 @@
 // Disk faults, one test per shape found (issue "Disk faults"): a disk that fills up, fails
 // fsync, loses files, refuses reads or unlinks. Each test pins one behaviour and failed on
-// the code before its fix. The queues run on tests/sim_fs (RAM, exact durability model),
-// with tests/hook_fs where a call must fail or pause at one precise point; the tests that
+// the code before its fix. The queues run on tests/support/sim_fs (RAM, exact durability model),
+// with tests/support/hook_fs where a call must fail or pause at one precise point; the tests that
 // need a real kernel (a sparse file, an open descriptor) use the POSIX file system.
 #include <gtest/gtest.h>
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "forwarding_fs.hpp"
 #include "storage/spill_writer.hpp"
 
 namespace hopper::test {
@@ -224,40 +225,18 @@ Watchdog::~Watchdog() {
 namespace {
 
 // Forwards everything to a POSIX file, except sync.
-class UnsyncedFile final : public File {
+class UnsyncedFile final : public ForwardingFile {
  public:
-  explicit UnsyncedFile(std::unique_ptr<File> f) : f_(std::move(f)) {}
-  Status append(const void* data, std::size_t n) override { return f_->append(data, n); }
-  Result<std::size_t> read_at(std::uint64_t offset, void* data, std::size_t n) override {
-    return f_->read_at(offset, data, n);
-  }
+  using ForwardingFile::ForwardingFile;
   Status sync() override { return Status(); }
-  Status truncate(std::uint64_t size) override { return f_->truncate(size); }
-  Result<std::uint64_t> size() override { return f_->size(); }
-  const std::filesystem::path& path() const noexcept override { return f_->path(); }
-
- private:
-  std::unique_ptr<File> f_;
 };
 
-class UnsyncedFileSystem final : public FileSystem {
+class UnsyncedFileSystem final : public ForwardingFileSystem {
  public:
   Result<std::unique_ptr<File>> open(const std::filesystem::path& path, OpenMode mode) override {
-    auto f = base_->open(path, mode);
-    if (!f.ok()) return f.status();
-    return std::unique_ptr<File>(std::make_unique<UnsyncedFile>(std::move(*f)));
+    return open_wrapped<UnsyncedFile>(path, mode);
   }
-  Status rename(const std::filesystem::path& from, const std::filesystem::path& to) override {
-    return base_->rename(from, to);
-  }
-  Status remove(const std::filesystem::path& path) override { return base_->remove(path); }
-  Result<std::vector<std::string>> list(const std::filesystem::path& dir) override { return base_->list(dir); }
-  Status create_directories(const std::filesystem::path& dir) override { return base_->create_directories(dir); }
   Status sync_directory(const std::filesystem::path&) override { return Status(); }
-  Result<std::unique_ptr<FileLock>> lock(const std::filesystem::path& path) override { return base_->lock(path); }
-
- private:
-  std::shared_ptr<FileSystem> base_ = FileSystem::posix();
 };
 
 }  // namespace

@@ -6,8 +6,10 @@
 #include <condition_variable>
 #include <cstdint>
 #include <filesystem>
+#include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <ostream>
 #include <string>
 #include <string_view>
@@ -120,6 +122,32 @@ std::vector<T> recv_until_closed(Receiver<T>& r, Status* end = nullptr) {
   if (end) *end = s;
   return out;
 }
+
+// Receives until a non-ok status, never waiting more than 10 s for one item: a queue that
+// is stuck ends with Errc::timeout instead of hanging the test. The senders must be closed.
+template <class T>
+Status receive_all(Receiver<T>& r, std::vector<T>& out) {
+  T v{};
+  for (;;) {
+    Status s = r.recv_for(v, std::chrono::seconds(10));
+    if (!s.ok()) return s;
+    out.push_back(std::move(v));
+  }
+}
+
+// channel() as an optional, so that a test can close it (reset) and open it again.
+template <class T>
+std::optional<Channel<T>> open_channel(const Options& o) {
+  auto r = channel<T>(o);
+  if (!r.ok()) {
+    std::cerr << "channel(" << o.directory << "): " << r.status().message() << "\n";
+    return std::nullopt;
+  }
+  return std::move(*r);
+}
+
+// "ok", or the status's message.
+inline std::string describe(const Status& s) { return s.ok() ? "ok" : s.message(); }
 
 // True when `sub` is an order-preserving subsequence of `all` using each element of `all`
 // at most once (so nothing invented, nothing duplicated, nothing reordered).

@@ -393,4 +393,16 @@ std::optional<std::string> FaultFileSystem::durable_contents(const fs::path& pat
   return it->second->durable;
 }
 
+Options fault_options(const std::filesystem::path& dir, std::shared_ptr<FaultFileSystem> ffs) {
+  Options o;
+  o.directory = dir;
+  o.file_system = std::move(ffs);
+  o.max_memory_bytes = 1024;
+  o.max_disk_bytes = 1 << 20;
+  o.segment_bytes = 8 << 10;
+  o.page_bytes = 512;
+  o.when_full = FullPolicy::fail;
+  return o;
+}
+
 }  // namespace hopper::test

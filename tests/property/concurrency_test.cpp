@@ -27,6 +27,7 @@
 #include <hopper/hopper.hpp>
 
 #include "storage/spill_writer.hpp"
+#include "forwarding_fs.hpp"
 #include "test_util.hpp"
 
 namespace hopper {
@@ -534,23 +535,14 @@ TEST(Concurrency, ReceiverLeavesAndReopenDeliversTheRest) {
 // The POSIX file system, with a hook that runs before each remove(): lets a test act in the
 // window where the queue has released its lock to unlink a segment. Thread-safe as POSIX is
 // (the hook is set before the queue opens).
-class RemoveHookFileSystem final : public FileSystem {
+class RemoveHookFileSystem final : public test::ForwardingFileSystem {
  public:
   std::function<void(const fs::path&)> before_remove;
 
-  Result<std::unique_ptr<File>> open(const fs::path& path, OpenMode mode) override { return real_->open(path, mode); }
-  Status rename(const fs::path& from, const fs::path& to) override { return real_->rename(from, to); }
   Status remove(const fs::path& path) override {
     if (before_remove) before_remove(path);
-    return real_->remove(path);
+    return ForwardingFileSystem::remove(path);
   }
-  Result<std::vector<std::string>> list(const fs::path& dir) override { return real_->list(dir); }
-  Status create_directories(const fs::path& dir) override { return real_->create_directories(dir); }
-  Status sync_directory(const fs::path& dir) override { return real_->sync_directory(dir); }
-  Result<std::unique_ptr<FileLock>> lock(const fs::path& path) override { return real_->lock(path); }
-
- private:
-  std::shared_ptr<FileSystem> real_ = FileSystem::posix();
 };
 
 // Found by ReceiverLeavesAndReopenDeliversTheRest with manual_commit: items accepted under

@@ -30,6 +30,7 @@
 
 #include <hopper/hopper.hpp>
 
+#include "tagged.hpp"
 #include "test_util.hpp"
 
 namespace hopper::test {
@@ -184,34 +185,6 @@ class Child {
 
 // ---- producers with SyncPolicy::always ----------------------------------------------
 
-// An item that says who sent it and carries padding derived from that, so anything the
-// queue invents or garbles is recognised.
-std::string producer_item(std::uint64_t trial, std::uint32_t producer, std::uint32_t index) {
-  std::string s = std::to_string(trial) + "." + std::to_string(producer) + "." + std::to_string(index) + ".";
-  s.append(index % 37, static_cast<char>('a' + (index + producer) % 26));
-  return s;
-}
-
-struct ParsedItem {
-  std::uint64_t trial;
-  std::uint32_t producer;
-  std::uint32_t index;
-};
-
-std::optional<ParsedItem> parse_producer_item(const std::string& s) {
-  ParsedItem p{};
-  char* end = nullptr;
-  const char* c = s.c_str();
-  p.trial = std::strtoull(c, &end, 10);
-  if (*end != '.') return std::nullopt;
-  p.producer = static_cast<std::uint32_t>(std::strtoul(end + 1, &end, 10));
-  if (*end != '.') return std::nullopt;
-  p.index = static_cast<std::uint32_t>(std::strtoul(end + 1, &end, 10));
-  if (*end != '.') return std::nullopt;
-  if (s != producer_item(p.trial, p.producer, p.index)) return std::nullopt;
-  return p;
-}
-
 Options always_options(const fs::path& dir) {
   Options o;
   o.directory = dir;
@@ -235,7 +208,7 @@ Options always_options(const fs::path& dir) {
     threads.emplace_back([&, p, sender = ch->sender] {
       Sender<std::string> s = sender;
       for (std::uint32_t i = 0;; ++i) {
-        Status st = s.send(producer_item(trial, p, i));
+        Status st = s.send(tagged_in_run(trial, p, i, i % 37));
         if (!st.ok()) {
           report(fd, {Record::failed, p, static_cast<std::uint64_t>(st.code())});
           ::_exit(4);
@@ -301,15 +274,15 @@ TEST(Crash, EveryAcknowledgedSendSurvivesSigkill) {
     ASSERT_EQ(end.code(), Errc::closed) << end.message();
     std::map<std::uint32_t, std::int64_t> seen;  // producer -> last index received
     for (const std::string& s : back) {
-      auto item = parse_producer_item(s);
+      auto item = parse_run_tag(s);
       ASSERT_TRUE(item.has_value()) << "an item nobody sent: \"" << s << "\"";
-      ASSERT_EQ(item->trial, trial) << "an item of an earlier trial came back: \"" << s << "\"";
-      ASSERT_LT(item->producer, producers) << s;
+      ASSERT_EQ(item->run, trial) << "an item of an earlier trial came back: \"" << s << "\"";
+      ASSERT_LT(item->tag.producer, producers) << s;
       // A producer's items were synced one after the other: whatever survives is a prefix.
-      const std::int64_t want = (seen.count(item->producer) ? seen[item->producer] : -1) + 1;
-      ASSERT_EQ(static_cast<std::int64_t>(item->index), want)
-          << "producer " << item->producer << ": a gap, a duplicate or a reordering";
-      seen[item->producer] = item->index;
+      const std::int64_t want = (seen.count(item->tag.producer) ? seen[item->tag.producer] : -1) + 1;
+      ASSERT_EQ(static_cast<std::int64_t>(item->tag.index), want)
+          << "producer " << item->tag.producer << ": a gap, a duplicate or a reordering";
+      seen[item->tag.producer] = item->tag.index;
     }
     for (const auto& [p, last] : acked) {
       const std::int64_t got = seen.count(p) ? seen[p] : -1;
@@ -644,7 +617,7 @@ TEST(Crash, CommitThroughAPositionResumesThereAcrossSigkill) {
       ASSERT_EQ(expect, items) << "items after the resume point are missing";
       ASSERT_EQ(ch->receiver.recv(v).code(), Errc::closed);
       ASSERT_EQ(commit_at.has_value(), check_until > resumed);
-      if (commit_at) ASSERT_TRUE(ch->receiver.commit(*commit_at).ok());
+      if (commit_at) { ASSERT_TRUE(ch->receiver.commit(*commit_at).ok()); }
       const Stats st = ch->receiver.stats();
       EXPECT_EQ(st.corrupt_pages, 0u);
       EXPECT_EQ(st.corrupt_items, 0u);

@@ -35,7 +35,7 @@ AppendedPage where(std::uint64_t segment) {
 }
 
 // Found by the durability property under ThreadSanitizer (see AlwaysRegression in
-// durability_test): a failed range must be kept until each of its senders has been told.
+// tests/queue/sync.cpp): a failed range must be kept until each of its senders has been told.
 TEST(SpillPipeline, AFailedRangeIsAnsweredOncePerItemHoweverManyFailAfterIt) {
   SpillPipeline p(options(SyncPolicy::always), 0);
   p.set_writing(true);

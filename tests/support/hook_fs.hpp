@@ -15,19 +15,20 @@
 
 #include <hopper/file_system.hpp>
 
+#include "forwarding_fs.hpp"
 #include "sim_fs.hpp"
 
 namespace hopper::test {
 
 // Thread-safe: the hook may be replaced while calls run (each call reads it under a lock,
 // then runs it without), and must itself be thread-safe.
-class HookFileSystem final : public FileSystem {
+class HookFileSystem final : public ForwardingFileSystem {
  public:
   // Called before the call it names, with the path and, for append and read, the byte
   // count. A non-ok Status is returned instead of making the call.
   using Hook = std::function<Status(SimOp, const std::filesystem::path&, std::size_t bytes)>;
 
-  explicit HookFileSystem(std::shared_ptr<FileSystem> base) : base_(std::move(base)) {}
+  explicit HookFileSystem(std::shared_ptr<FileSystem> base) : ForwardingFileSystem(std::move(base)) {}
 
   void set_hook(Hook hook) {
     std::lock_guard lk(mu_);
@@ -36,60 +37,55 @@ class HookFileSystem final : public FileSystem {
 
   Result<std::unique_ptr<File>> open(const std::filesystem::path& path, OpenMode mode) override {
     if (Status s = ask(SimOp::open, path, 0); !s.ok()) return s;
-    auto f = base_->open(path, mode);
-    if (!f.ok()) return f.status();
-    return std::unique_ptr<File>(std::make_unique<HookFile>(std::move(*f), *this));
+    return open_wrapped<HookFile>(path, mode, *this);
   }
   Status rename(const std::filesystem::path& from, const std::filesystem::path& to) override {
     if (Status s = ask(SimOp::rename, from, 0); !s.ok()) return s;
-    return base_->rename(from, to);
+    return ForwardingFileSystem::rename(from, to);
   }
   Status remove(const std::filesystem::path& path) override {
     if (Status s = ask(SimOp::remove, path, 0); !s.ok()) return s;
-    return base_->remove(path);
+    return ForwardingFileSystem::remove(path);
   }
   Result<std::vector<std::string>> list(const std::filesystem::path& dir) override {
     if (Status s = ask(SimOp::list, dir, 0); !s.ok()) return s;
-    return base_->list(dir);
+    return ForwardingFileSystem::list(dir);
   }
   Status create_directories(const std::filesystem::path& dir) override {
     if (Status s = ask(SimOp::mkdir, dir, 0); !s.ok()) return s;
-    return base_->create_directories(dir);
+    return ForwardingFileSystem::create_directories(dir);
   }
   Status sync_directory(const std::filesystem::path& dir) override {
     if (Status s = ask(SimOp::dir_sync, dir, 0); !s.ok()) return s;
-    return base_->sync_directory(dir);
+    return ForwardingFileSystem::sync_directory(dir);
   }
   Result<std::unique_ptr<FileLock>> lock(const std::filesystem::path& path) override {
     if (Status s = ask(SimOp::lock, path, 0); !s.ok()) return s;
-    return base_->lock(path);
+    return ForwardingFileSystem::lock(path);
   }
 
  private:
-  class HookFile final : public File {
+  class HookFile final : public ForwardingFile {
    public:
-    HookFile(std::unique_ptr<File> f, HookFileSystem& fs) : f_(std::move(f)), fs_(fs) {}
+    HookFile(std::unique_ptr<File> f, HookFileSystem& fs) : ForwardingFile(std::move(f)), fs_(fs) {}
     Status append(const void* data, std::size_t n) override {
-      if (Status s = fs_.ask(SimOp::append, f_->path(), n); !s.ok()) return s;
-      return f_->append(data, n);
+      if (Status s = fs_.ask(SimOp::append, path(), n); !s.ok()) return s;
+      return ForwardingFile::append(data, n);
     }
     Result<std::size_t> read_at(std::uint64_t offset, void* data, std::size_t n) override {
-      if (Status s = fs_.ask(SimOp::read, f_->path(), n); !s.ok()) return s;
-      return f_->read_at(offset, data, n);
+      if (Status s = fs_.ask(SimOp::read, path(), n); !s.ok()) return s;
+      return ForwardingFile::read_at(offset, data, n);
     }
     Status sync() override {
-      if (Status s = fs_.ask(SimOp::sync, f_->path(), 0); !s.ok()) return s;
-      return f_->sync();
+      if (Status s = fs_.ask(SimOp::sync, path(), 0); !s.ok()) return s;
+      return ForwardingFile::sync();
     }
     Status truncate(std::uint64_t size) override {
-      if (Status s = fs_.ask(SimOp::truncate, f_->path(), 0); !s.ok()) return s;
-      return f_->truncate(size);
+      if (Status s = fs_.ask(SimOp::truncate, path(), 0); !s.ok()) return s;
+      return ForwardingFile::truncate(size);
     }
-    Result<std::uint64_t> size() override { return f_->size(); }
-    const std::filesystem::path& path() const noexcept override { return f_->path(); }
 
    private:
-    std::unique_ptr<File> f_;
     HookFileSystem& fs_;
   };
 
@@ -102,7 +98,6 @@ class HookFileSystem final : public FileSystem {
     return hook && *hook ? (*hook)(op, path, bytes) : Status();
   }
 
-  std::shared_ptr<FileSystem> base_;
   std::mutex mu_;
   std::shared_ptr<const Hook> hook_;
 };

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include <hopper/file_system.hpp>
+#include <hopper/options.hpp>
 
 namespace hopper::test {
 
@@ -127,5 +128,9 @@ class FaultFileSystem final : public FileSystem, public std::enable_shared_from_
   std::uint64_t rng_;
   FaultCounters counters_;
 };
+
+// Options on `ffs` with small sizes (1 KiB of memory, 512-byte pages, 8 KiB segments, 1 MiB
+// of disk) and FullPolicy::fail, for tests of what the disk's faults do.
+Options fault_options(const std::filesystem::path& dir, std::shared_ptr<FaultFileSystem> ffs);
 
 }  // namespace hopper::test
