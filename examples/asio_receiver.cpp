@@ -106,7 +106,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", ch.status().message().c_str());
     return 1;
   }
-  auto& [tx, rx] = *ch;
+  auto& tx = ch->sender;
+  auto& rx = ch->receiver;
   auto fd = rx.wait_handle();
   if (!fd.ok()) {
     std::fprintf(stderr, "%s\n", fd.status().message().c_str());

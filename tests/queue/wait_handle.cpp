@@ -48,7 +48,8 @@ TEST(WaitHandle, ReadableOnlyWhileThereIsSomethingToTake) {
   hopper::test::TempDir dir;
   auto ch = hopper::channel<std::string>(small_options(dir.path()));
   ASSERT_TRUE(ch.ok()) << ch.status().message();
-  auto& [tx, rx] = *ch;
+  auto& tx = ch->sender;
+  auto& rx = ch->receiver;
   auto fd = rx.wait_handle();
   ASSERT_TRUE(fd.ok()) << fd.status().message();
   auto again = rx.wait_handle();
@@ -90,7 +91,8 @@ TEST(WaitHandle, TryRecvManyEmptyRearmsItToo) {
   hopper::test::TempDir dir;
   auto ch = hopper::channel<std::string>(small_options(dir.path()));
   ASSERT_TRUE(ch.ok());
-  auto& [tx, rx] = *ch;
+  auto& tx = ch->sender;
+  auto& rx = ch->receiver;
   auto fd = rx.wait_handle();
   ASSERT_TRUE(fd.ok());
   std::vector<std::string> out;
@@ -128,7 +130,8 @@ TEST(WaitHandle, APageBeingWrittenWakesItOnceWrittenAndNotBefore) {
   o.page_bytes = 1;        // a page per item
   auto ch = hopper::channel<std::string>(o);
   ASSERT_TRUE(ch.ok()) << ch.status().message();
-  auto& [tx, rx] = *ch;
+  auto& tx = ch->sender;
+  auto& rx = ch->receiver;
   auto fd = rx.wait_handle();
   ASSERT_TRUE(fd.ok());
   std::string out;
@@ -183,7 +186,8 @@ RC_GTEST_PROP(WaitHandle, NoWakeUpIsLostWhateverTheInterleaving, ()) {
   o.sync = sync;
   auto ch = hopper::channel<std::string>(o);
   RC_ASSERT(ch.ok());
-  auto& [tx, rx] = *ch;
+  auto& tx = ch->sender;
+  auto& rx = ch->receiver;
   auto fd = rx.wait_handle();
   RC_ASSERT(fd.ok());
 
