@@ -211,7 +211,11 @@ void hopper_options_set_sync(hopper_options* o, hopper_sync_policy policy) {
   o->options.sync = hopper::SyncPolicy::none;
 }
 void hopper_options_set_sync_interval_ms(hopper_options* o, uint64_t milliseconds) {
-  if (o) o->options.sync_interval = std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(milliseconds));
+  // Clamped like the timeouts: a value past the signed range would turn negative and be
+  // refused as "not positive", which is not what was asked.
+  if (o)
+    o->options.sync_interval =
+        std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(std::min<uint64_t>(milliseconds, uint64_t{1} << 62)));
 }
 void hopper_options_set_manual_commit(hopper_options* o, int manual) {
   if (o) o->options.manual_commit = manual != 0;

@@ -267,6 +267,9 @@ static void stats_prefix(void) {
   char dir[4200];
   make_dir(dir, sizeof dir, "stats");
   hopper_options* o = hopper_options_new(dir);
+  /* A sync interval past the signed range means "very long", not an invalid option. */
+  hopper_options_set_sync(o, HOPPER_SYNC_INTERVAL);
+  hopper_options_set_sync_interval_ms(o, UINT64_MAX);
   hopper_sender* tx = NULL;
   hopper_receiver* rx = NULL;
   CHECK_CODE(hopper_open(o, &tx, &rx), HOPPER_OK);

@@ -222,7 +222,6 @@ class Core {
   bool wait_sender(const Wait& wait, bool for_room) HOPPER_REQUIRES(mu_);
   // The receiver waits for an item, or for `wait`'s deadline (true when it passed).
   bool wait_receiver(const Wait& wait) HOPPER_REQUIRES(mu_);
-  bool receiver_waiting() const HOPPER_REQUIRES(mu_) { return receiver_waiting_; }
   bool senders_waiting() const HOPPER_REQUIRES(mu_) { return senders_waiting_ > 0; }
   // Wakes them: after releasing the lock where possible (a waiter woken under it would
   // only block on it). The receiver is also woken through its wait handle, if it has one.
