@@ -40,7 +40,7 @@ namespace {
 using namespace hopper;
 using namespace std::chrono_literals;
 
-constexpr std::uint64_t kItemOverhead = 4 + 8;  // length prefix + cereal's string size
+constexpr std::uint64_t kItemOverhead = format::kItemPrefixSize + 8;  // frame + cereal's string size
 constexpr std::size_t kMaxOps = 400;
 const std::filesystem::path kDir = "/queue";
 

@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
       while (off + format::kPageHeaderSize <= img.size() && pi < 4) {
         auto h = format::parse_page_header(std::string_view(img).substr(off));
         if (!h) break;
-        const std::string page = img.substr(off, format::kPageHeaderSize + h->payload_len);
+        const std::string page = img.substr(off, h->header_size() + h->payload_len);
         emit("page_decode", tag + "-page" + std::to_string(pi++), std::string(1, '\1') + page);
         off += page.size();
       }

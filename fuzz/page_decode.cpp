@@ -56,11 +56,11 @@ void items_through_every_type(std::string_view item) {
   round_trip<std::vector<std::vector<std::uint8_t>>>(item);
 }
 
-void cursor_over(std::string_view raw) {
-  format::ItemCursor cur(raw);
+void cursor_over(std::string_view raw, std::uint32_t version) {
+  format::ItemCursor cur(raw, version);
   std::size_t end = 0;
   while (auto item = cur.next()) {
-    HOPPER_FUZZ_CHECK(item->data() >= raw.data() + end + format::kItemPrefixSize &&
+    HOPPER_FUZZ_CHECK(item->data() >= raw.data() + end + format::item_prefix_size(version) &&
                           item->data() + item->size() <= raw.data() + raw.size(),
                       "ItemCursor returned bytes outside its input or out of order");
     end = static_cast<std::size_t>(item->data() + item->size() - raw.data());
@@ -84,9 +84,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::string raw = "left over from an earlier page";
   const std::size_t capacity_before = raw.capacity();
   const Status s = decoder.decode(page, expected_segment, raw);
-  if (page.size() >= format::kPageHeaderSize) {
+  if (page.size() >= format::kPageHeaderSizeV1) {
+    // The smaller (version 1) header leaves the most bytes to be read as a frame.
     const unsigned long long bound =
-        ZSTD_decompressBound(page.data() + format::kPageHeaderSize, page.size() - format::kPageHeaderSize);
+        ZSTD_decompressBound(page.data() + format::kPageHeaderSizeV1, page.size() - format::kPageHeaderSizeV1);
     const std::size_t most = ZSTD_isError(bound) || bound == ZSTD_CONTENTSIZE_ERROR ? 0 : static_cast<std::size_t>(bound);
     HOPPER_FUZZ_CHECK(raw.capacity() <= std::max(capacity_before, most) + 4096,
                       "decoding a page of " + std::to_string(page.size()) + " bytes made its output buffer " +
@@ -99,12 +100,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                         (want ? "valid" : "invalid"));
   if (s.ok()) {
     HOPPER_FUZZ_CHECK(raw == want->raw, "PageDecoder's raw bytes differ from the frame's content");
-    cursor_over(raw);
+    cursor_over(raw, format::parse_page_header(page)->version);
   } else {
     HOPPER_FUZZ_CHECK(s.code() == Errc::corrupt, "a bad page must be Errc::corrupt: " + s.message());
   }
-  // The same bytes as a raw payload and as one item.
-  cursor_over(page);
+  // The same bytes as a raw payload of either framing, and as one item.
+  cursor_over(page, format::kVersion);
+  cursor_over(page, format::kVersion1);
   items_through_every_type(page);
   return 0;
 }

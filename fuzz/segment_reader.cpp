@@ -41,12 +41,13 @@ using namespace hopper;
 
 const std::filesystem::path kDir = "/queue";
 
-// A valid segment header (magic, checksum) for `number` with a version other than 1.
+// A valid segment header (magic, checksum) for `number` with a version this build does not
+// read (neither 1 nor 2).
 bool foreign_version(const std::string& image, std::uint64_t number) {
   if (image.size() < format::kSegmentHeaderSize) return false;
   if (format::get_u64(image.data()) != format::kSegmentMagic) return false;
   if (format::get_u64(image.data() + 24) != XXH3_64bits(image.data(), 24)) return false;
-  return format::get_u64(image.data() + 16) == number && format::get_u32(image.data() + 8) != format::kVersion;
+  return format::get_u64(image.data() + 16) == number && !format::known_segment_version(format::get_u32(image.data() + 8));
 }
 
 std::size_t segment_files_left(const fuzz::MemoryFileSystem& mfs) {

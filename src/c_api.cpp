@@ -120,6 +120,11 @@ hopper_stats stats_of(const hopper::Stats& s) noexcept {
   c.sync_errors = s.sync_errors;
   c.read_errors = s.read_errors;
   c.remove_errors = s.remove_errors;
+  c.oldest_item_age_ms = s.oldest_item_age_ms;
+  c.memory_capacity_bytes = s.memory_capacity_bytes;
+  c.disk_capacity_bytes = s.disk_capacity_bytes;
+  c.items_expired = s.items_expired;
+  c.bytes_expired = s.bytes_expired;
   return c;
 }
 
@@ -219,6 +224,11 @@ void hopper_options_set_sync_interval_ms(hopper_options* o, uint64_t millisecond
 }
 void hopper_options_set_manual_commit(hopper_options* o, int manual) {
   if (o) o->options.manual_commit = manual != 0;
+}
+void hopper_options_set_max_age_ms(hopper_options* o, uint64_t milliseconds) {
+  if (o)
+    o->options.max_age =
+        std::chrono::milliseconds(static_cast<std::chrono::milliseconds::rep>(std::min<uint64_t>(milliseconds, uint64_t{1} << 62)));
 }
 
 hopper_code hopper_open(const hopper_options* options, hopper_sender** sender, hopper_receiver** receiver) {

@@ -154,9 +154,10 @@ ScannedSegment scan(std::uint64_t number, const fs::path& path, std::string_view
   }
   if (!sc.header_ok) {
     out.damaged.push_back({number, 0, format::kSegmentHeaderSize, "segment header damaged or of another segment"});
-  } else if (sc.version != format::kVersion) {
+  } else if (!format::known_segment_version(sc.version)) {
     out.notes.push_back(path.native() + ": format version " + std::to_string(sc.version) +
-                        ", this build reads version " + std::to_string(format::kVersion));
+                        ", this build reads versions " + std::to_string(format::kVersion1) + " and " +
+                        std::to_string(format::kVersion));
   }
   std::uint64_t end = format::kSegmentHeaderSize;
   std::string raw;
@@ -232,7 +233,7 @@ Status scan_directory(FileSystem& files, const fs::path& dir, const InspectOptio
 bool Inspection::intact() const noexcept {
   if (!damaged.empty() || cursor_damaged) return false;
   for (const SegmentSummary& s : segments)
-    if (s.bytes >= format::kSegmentHeaderSize && (!s.header_ok || s.version != format::kVersion)) return false;
+    if (s.bytes >= format::kSegmentHeaderSize && (!s.header_ok || !format::known_segment_version(s.version))) return false;
   if (tail_bytes > 0 && !lock.held) return false;  // torn by a writer that is gone
   return true;
 }
@@ -280,7 +281,7 @@ namespace {
 // when a queue is reopened with no segment left.
 bool same_page(std::string_view page, const format::PageRef& ref) {
   auto h = format::parse_page_header(page);
-  return h && h->first_seq == ref.first_seq && h->item_count == ref.count;
+  return h && h->first_seq == ref.first_seq && h->item_count == ref.count && h->version == ref.version;
 }
 }  // namespace
 
@@ -365,7 +366,7 @@ bool ItemReader::next(StoredItem& item) {
       ++s.skipped;  // deleted and its number reused, or damaged, since open()
       continue;
     }
-    s.items.emplace(s.raw);
+    s.items.emplace(s.raw, ref.version);
     s.seq = ref.first_seq;
     for (std::uint32_t i = 0; i < due.skip; ++i) {
       (void)s.items->next();

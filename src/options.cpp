@@ -25,6 +25,9 @@ Status validate(const Options& o) {
     return bad("Options::sync is not a SyncPolicy value");
   if (o.sync == SyncPolicy::interval && o.sync_interval.count() <= 0)
     return bad("Options::sync_interval must be positive with SyncPolicy::interval");
+  if (o.max_age.count() < 0)
+    return bad("Options::max_age is negative (" + std::to_string(o.max_age.count()) +
+               " ms); 0 means items never expire");
   if (o.sync == SyncPolicy::always && o.max_disk_bytes == 0)
     return bad("Options::sync is SyncPolicy::always but Options::max_disk_bytes is 0: items must go to disk");
   if (o.max_disk_bytes > 0) {

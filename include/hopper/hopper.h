@@ -86,6 +86,9 @@ void hopper_options_set_sync(hopper_options* options, hopper_sync_policy policy)
 void hopper_options_set_sync_interval_ms(hopper_options* options, uint64_t milliseconds);
 /* Nonzero: the delivery position moves only by hopper_commit / hopper_commit_position. */
 void hopper_options_set_manual_commit(hopper_options* options, int manual);
+/* Items older than this when their turn comes are passed over, counted in
+ * hopper_stats.items_expired (hopper::Options::max_age). 0 (the default): never. */
+void hopper_options_set_max_age_ms(hopper_options* options, uint64_t milliseconds);
 
 /* ---- opening ---- */
 
@@ -157,6 +160,8 @@ typedef struct hopper_stats {
   uint64_t corrupt_pages, corrupt_items, torn_bytes, items_missing;
   uint64_t pages_unreadable, items_unreadable;
   uint64_t write_errors, sync_errors, read_errors, remove_errors;
+  uint64_t oldest_item_age_ms, memory_capacity_bytes, disk_capacity_bytes;
+  uint64_t items_expired, bytes_expired;
 } hopper_stats;
 
 /* Fills the first `size` bytes of *out. HOPPER_INVALID_ARGUMENT for a NULL argument. */

@@ -48,6 +48,13 @@ struct Options {
   // committed item, and items received but not committed come back.
   bool manual_commit = false;
 
+  // Items older than this when their turn comes are passed over — counted in
+  // Stats::items_expired, never returned — so that after a long outage the receiver gets
+  // recent data first. Age counts from acceptance by send (the queue clock: monotonic
+  // while open, the wall clock across restarts; docs/architecture.md, "Age"). Whole pages
+  // past it are skipped by their header, unread. Zero: items never expire.
+  std::chrono::milliseconds max_age{0};
+
   // The file system seam. Null means the real POSIX file system; tests pass one that
   // injects faults. Shared so that several queues (and a test) may hold the same one.
   std::shared_ptr<FileSystem> file_system;

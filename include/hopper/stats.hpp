@@ -55,6 +55,17 @@ struct Stats {
                                     // pages_unreadable)
   std::uint64_t remove_errors = 0;  // segment unlinks that failed; the file stays counted in
                                     // disk_bytes until a retry removes it
+
+  // Age and capacity (docs/architecture.md, "Age").
+  std::uint64_t oldest_item_age_ms = 0;  // how long the oldest item not yet received has
+                                         // waited since it was accepted (0 when nothing
+                                         // waits; items of format version 1 have no time
+                                         // and are left out)
+  std::uint64_t memory_capacity_bytes = 0;  // Options::max_memory_bytes
+  std::uint64_t disk_capacity_bytes = 0;    // Options::max_disk_bytes (0: never spills)
+  std::uint64_t items_expired = 0;  // passed over unreturned, older than Options::max_age
+  std::uint64_t bytes_expired = 0;  // their bytes: the footprint of those expired in memory,
+                                    // the encoding of those expired on disk
 };
 
 }  // namespace hopper

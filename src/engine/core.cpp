@@ -56,7 +56,26 @@ void keep_first(Status& first, const Status& s) {
 }
 }  // namespace
 
-Core::Core(Options options) : opt_(std::move(options)) {}
+namespace {
+// now_ms()'s anchor: the wall clock at open minus the monotonic clock then.
+std::uint64_t clock_offset_at_open() {
+  timespec mono{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &mono);
+  const auto wall = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  const std::uint64_t mono_ms =
+      static_cast<std::uint64_t>(mono.tv_sec) * 1000u + static_cast<std::uint64_t>(mono.tv_nsec) / 1000000u;
+  // A wall clock before 1970 (or before the monotonic clock's count) is taken as the
+  // monotonic clock alone: times stay ordered, only their meaning across restarts suffers.
+  return wall > 0 && static_cast<std::uint64_t>(wall) > mono_ms ? static_cast<std::uint64_t>(wall) - mono_ms : 0;
+}
+}  // namespace
+
+Core::Core(Options options)
+    : opt_(std::move(options)),
+      max_age_ms_(opt_.max_age.count() > 0 ? static_cast<std::uint64_t>(opt_.max_age.count()) : 0),
+      clock_offset_ms_(clock_offset_at_open()) {}
 
 Core::~Core() {
   if (const int fd = wait_fd_.load(std::memory_order_relaxed); fd >= 0) ::close(fd);
@@ -93,7 +112,18 @@ Result<std::unique_ptr<Core>> Core::open(const Options& options) {
   core->removal_pending_ = r.segments.removal_pending();
   // Left in place unread: counted against the budget, neither delivered nor removed.
   for (const auto& s : rec->held) r.segments.add_held(s.number, s.bytes);
-  for (const auto& p : rec->pages) {
+  // Times written in the future of this open's clock (the wall clock was set back since,
+  // or the files came from another machine) would keep their items from expiring until the
+  // clock caught up: such a page is moved back so that its newest item is as old as this
+  // open, its items keeping their spacing. Past times are kept: a clock set forward since
+  // makes items older (docs/architecture.md, "Age").
+  const std::uint64_t opened_ms = core->now_ms();
+  for (auto p : rec->pages) {
+    if (p.ref.version != format::kVersion1 && p.ref.newest_ms > opened_ms) {
+      const std::uint64_t shift = p.ref.newest_ms - opened_ms;
+      p.ref.base_ms = p.ref.base_ms > shift ? p.ref.base_ms - shift : 1;
+      p.ref.newest_ms = opened_ms;
+    }
     r.pipeline.add_recovered(p);
     r.recovered_counts.push_back(p.ref.count - p.skip);
     r.segments.note_end(p.ref.segment, p.ref.first_seq + p.ref.count);
@@ -170,10 +200,10 @@ std::string& Core::begin_page_item() { return rooms_->page.begin_item(); }
 
 void Core::cancel_page_item() { rooms_->page.cancel_item(); }
 
-SpillVerdict Core::end_page_item(std::uint64_t& seq) {
+SpillVerdict Core::end_page_item(std::uint64_t& seq, std::uint64_t at_ms) {
   Rooms& r = *rooms_;
   const SpillVerdict v =
-      r.page.end_item(next_seq_, r.pipeline.full(), r.segments.bytes() + r.pipeline.pending_bound());
+      r.page.end_item(next_seq_, at_ms, r.pipeline.full(), r.segments.bytes() + r.pipeline.pending_bound());
   if (v != SpillVerdict::accepted) return v;
   // Its own number, taken now: the caller may release the lock, and other senders' items
   // are numbered meanwhile.
@@ -286,10 +316,23 @@ std::vector<std::string> Core::damage_report() const {
   return rooms_->damage;
 }
 
-Stats Core::stats() const {
+Stats Core::stats(std::uint64_t memory_oldest_ms) const {
+  const std::uint64_t now = now_ms();
   MutexLock lk(mu_);
   const Rooms& r = *rooms_;
   Stats s;
+  // The oldest item waiting: the one the receiver reads from a page, else the next page in
+  // the chain, else memory's oldest. Items are accepted in number order, so the first
+  // known of these is the oldest; 0 (unknown) for version 1 pages.
+  std::uint64_t oldest = reading_ms_.load(std::memory_order_relaxed);
+  if (oldest == 0) oldest = r.pipeline.oldest_waiting_ms();
+  if (oldest == 0) oldest = r.page.base_ms();
+  if (oldest == 0 || (memory_oldest_ms != 0 && memory_oldest_ms < oldest)) oldest = memory_oldest_ms;
+  s.oldest_item_age_ms = oldest != 0 && now > oldest ? now - oldest : 0;
+  s.memory_capacity_bytes = opt_.max_memory_bytes;
+  s.disk_capacity_bytes = opt_.max_disk_bytes;
+  s.items_expired = expired_items_.load(std::memory_order_relaxed);
+  s.bytes_expired = expired_bytes_.load(std::memory_order_relaxed);
   s.memory_items = memory_items_;
   s.memory_bytes = memory_bytes_;
   const std::uint64_t out = disk_out_.load(std::memory_order_relaxed);
@@ -322,8 +365,10 @@ Stats Core::stats() const {
 
 // ---- shutdown ---------------------------------------------------------------------------------
 
-std::string& Core::begin_shutdown_item(std::uint64_t seq) { return read_->begin_shutdown_item(seq); }
-void Core::end_shutdown_item() { read_->end_shutdown_item(); }
+std::string& Core::begin_shutdown_item(std::uint64_t seq, std::uint64_t at_ms) {
+  return read_->begin_shutdown_item(seq, at_ms);
+}
+void Core::end_shutdown_item(std::uint64_t at_ms) { read_->end_shutdown_item(at_ms); }
 
 Status Core::persist() {
   Status first;
@@ -358,7 +403,7 @@ Status Core::persist() {
   for (const RawPage& p : pages) {
     if (p.count == 0) continue;
     for (std::size_t i = 0;; ++i) {
-      AppendOutcome r = writer_->append(p.first_seq, p.count, p.raw);
+      AppendOutcome r = writer_->append(p.items(), p.raw);
       keep_first(first, r.closed_sync);
       if (shutdown_retry(i, r.status, disk_dead)) continue;
       keep_first(first, r.status);

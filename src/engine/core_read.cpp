@@ -56,9 +56,22 @@ void Core::settle_skipped_now() {
   skipped_in_memory_ = 0;
 }
 
-std::string& Core::begin_held(std::uint64_t footprint) { return read_->begin_held(footprint); }
+std::string& Core::begin_held(std::uint64_t footprint, std::uint64_t at_ms) {
+  return read_->begin_held(footprint, at_ms);
+}
 std::uint64_t Core::position() const { return read_->position(); }
-void Core::end_held() { read_->end_held(); }
+void Core::end_held(std::uint64_t at_ms) { read_->end_held(at_ms); }
+
+void Core::count_expired(std::uint64_t items, std::uint64_t bytes) noexcept {
+  // Written by the receiver alone (as received_): no read-modify-write needed.
+  expired_items_.store(expired_items_.load(std::memory_order_relaxed) + items, std::memory_order_relaxed);
+  expired_bytes_.store(expired_bytes_.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+}
+
+void Core::expired_memory_item(std::uint64_t fp) {
+  read_->delivered_memory_item();  // passed over: the position moves past it
+  count_expired(1, fp);
+}
 
 Status Core::load_page(const Wait& wait) {
   OpenSegment closing;  // a descriptor to close once the lock is released (declared first)
@@ -69,6 +82,18 @@ Status Core::load_page(const Wait& wait) {
       if (page.discarded) {
         rooms_->pipeline.pop_unread();
         read_->skip(page, false);
+        return Status();
+      }
+      if (page.ref.newest_ms != 0 && expired(page.ref.newest_ms)) {
+        // Every item in it is past max_age: passed over by its header alone, never read
+        // or decompressed; its segment goes once its last page is passed.
+        rooms_->pipeline.pop_unread();
+        const std::uint64_t items = page.ref.count - page.skip;
+        disk_out_.fetch_add(items, std::memory_order_relaxed);
+        count_expired(items, page.ref.count == 0 ? 0 : page.ref.raw_len / page.ref.count * items);
+        read_->skip(page, true);
+        lk.unlock();
+        finish_page();
         return Status();
       }
       if (read_->waiting_to_retry(Clock::now())) {
@@ -122,6 +147,7 @@ Status Core::load_page(const Wait& wait) {
       }
       lk.unlock();
       read_->start(page);
+      reading_ms_.store(read_->next_time_ms(), std::memory_order_relaxed);
       return Status();
     }
     if (rooms_->pipeline.readable_from_ram() && may_read_from_ram()) {
@@ -130,6 +156,7 @@ Status Core::load_page(const Wait& wait) {
       if (senders_waiting_ > 0) sender_cv_.notify_all();
       lk.unlock();
       read_->start(std::move(p));
+      reading_ms_.store(read_->next_time_ms(), std::memory_order_relaxed);
       return Status();
     }
     if (!rooms_->pipeline.in_flight() && rooms_->pipeline.has_pending()) {
@@ -158,8 +185,15 @@ Status Core::next_disk_item(std::string_view& out, bool& got, const Wait& wait) 
   got = false;
   for (;;) {
     bool finished = false;
-    if (read_->next_item(out, finished)) {
+    std::uint64_t at = 0;
+    if (read_->next_item(out, finished, at)) {
       disk_out_.fetch_add(1, std::memory_order_relaxed);
+      if (expired(at)) {
+        count_expired(1, out.size());  // passed over: never returned
+        if (finished) finish_page();
+        continue;
+      }
+      reading_ms_.store(read_->next_time_ms(), std::memory_order_relaxed);
       got = true;
       if (finished) finish_page();  // `out` stays valid: the page's bytes are untouched
       return Status();
@@ -170,6 +204,7 @@ Status Core::next_disk_item(std::string_view& out, bool& got, const Wait& wait) 
 }
 
 void Core::finish_page() {
+  reading_ms_.store(0, std::memory_order_relaxed);
   const std::optional<std::uint64_t> segment = read_->finish();
   if (!segment) return;  // read from RAM: nothing on disk to release
   MutexLock lk(mu_);

@@ -126,8 +126,8 @@ bool Core::append_pending() {
     SealedPage p = rooms_->pipeline.start_append();
     mu_.unlock();  // compression (if nobody did it yet) and the append run without the queue lock
     AppendOutcome r = p.stage == SealedPage::Stage::compressed
-                          ? writer_->append_compressed(p.page.first_seq, p.page.count, p.page.raw.size(), p.frame)
-                          : writer_->append(p.page.first_seq, p.page.count, p.page.raw);
+                          ? writer_->append_compressed(p.page.items(), p.page.raw.size(), p.frame)
+                          : writer_->append(p.page.items(), p.page.raw);
     mu_.lock();
     // The segment the writer left (rotation, or a file it could not cut back): its pages'
     // durability is settled by the sync that closed it. Released below, once this page is

@@ -14,7 +14,7 @@ OpenPage::OpenPage(const Options& o)
 
 RawPage OpenPage::seal() {
   HOPPER_ASSERT(open(), "sealing an empty page");
-  RawPage sealed(page_.first_seq, page_.count, std::move(page_.raw));
+  RawPage sealed(page_.first_seq, page_.count, std::move(page_.raw), page_.base_ms, page_.newest_ms);
   page_ = RawPage();
   page_.raw.reserve(page_bytes_ + 4096);
   return sealed;

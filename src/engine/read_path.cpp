@@ -15,11 +15,12 @@ ReadPath::ReadPath(std::shared_ptr<FileSystem> fs, std::filesystem::path dir, co
                    std::uint64_t position)
     : page_bytes_(o.page_bytes), deliver_seq_(position), reader_(std::move(fs), std::move(dir)) {}
 
-bool ReadPath::next_item(std::string_view& out, bool& finished) {
+bool ReadPath::next_item(std::string_view& out, bool& finished, std::uint64_t& at_ms) {
   if (left_ == 0) return false;
   std::optional<std::string_view> item = items_->next();
   HOPPER_ASSERT(item.has_value(), "a validated page ran out of items before its count");
   out = *item;
+  at_ms = timed_ ? base_ms_ + items_->time_offset() : 0;
   --left_;
   // Sequence continuity: delivery only moves forward.
   HOPPER_ASSERT(first_seq_ + index_ + 1 >= deliver_seq_, "the delivery position moved back");
@@ -56,8 +57,11 @@ void ReadPath::start(const UnreadPage& page) {
   from_file_ = true;
   segment_ = page.ref.segment;
   first_seq_ = page.ref.first_seq;
+  base_ms_ = page.ref.base_ms;
+  newest_ms_ = page.ref.newest_ms;
+  timed_ = page.ref.version != format::kVersion1;
   index_ = 0;
-  items_.emplace(raw_);
+  items_.emplace(raw_, page.ref.version);
   for (std::uint32_t i = 0; i < page.skip; ++i) {
     (void)items_->next();
     ++index_;
@@ -72,6 +76,9 @@ void ReadPath::start(RawPage page) {
   raw_ = std::move(page.raw);
   from_file_ = false;
   first_seq_ = page.first_seq;
+  base_ms_ = page.base_ms;
+  newest_ms_ = page.newest_ms;
+  timed_ = true;
   index_ = 0;
   items_.emplace(raw_);
   left_ = page.count;
@@ -84,15 +91,16 @@ std::optional<std::uint64_t> ReadPath::finish() {
   return segment_;
 }
 
-std::string& ReadPath::begin_held(std::uint64_t footprint) {
+std::string& ReadPath::begin_held(std::uint64_t footprint, std::uint64_t at_ms) {
   held_footprints_.push_back(footprint);
   // deliver_seq_ is the number of the item about to be handed out.
-  if (held_.empty() || held_.back().end_seq() != deliver_seq_ || held_.back().raw.size() >= page_bytes_)
+  if (held_.empty() || held_.back().end_seq() != deliver_seq_ || held_.back().raw.size() >= page_bytes_ ||
+      !held_.back().time_fits(at_ms))
     held_.emplace_back(deliver_seq_, 0, std::string());
   return held_.back().begin_item();
 }
 
-void ReadPath::end_held() { held_.back().end_item(); }
+void ReadPath::end_held(std::uint64_t at_ms) { held_.back().end_item(at_ms); }
 
 std::uint64_t ReadPath::release_held(std::uint64_t position) {
   // held_ holds its items in number order, held_footprints_ one footprint per item in the
@@ -119,17 +127,18 @@ std::uint64_t ReadPath::release_held(std::uint64_t position) {
   return released;
 }
 
-std::string& ReadPath::begin_shutdown_item(std::uint64_t seq) {
+std::string& ReadPath::begin_shutdown_item(std::uint64_t seq, std::uint64_t at_ms) {
   // A new page after a Disk marker (its items take the numbers between) or once one holds
   // page_bytes: pages as the open page would have made them.
-  if (shutdown_.empty() || shutdown_.back().end_seq() != seq || shutdown_.back().raw.size() >= page_bytes_)
+  if (shutdown_.empty() || shutdown_.back().end_seq() != seq || shutdown_.back().raw.size() >= page_bytes_ ||
+      !shutdown_.back().time_fits(at_ms))
     shutdown_.emplace_back(seq, 0, std::string());
   return shutdown_.back().begin_item();
 }
 
 std::optional<RawPage> ReadPath::unread_ram_items() const {
   if (from_file_ || left_ == 0) return std::nullopt;
-  return RawPage(first_seq_ + index_, left_, raw_.substr(items_->offset()));
+  return RawPage(first_seq_ + index_, left_, raw_.substr(items_->offset()), base_ms_, newest_ms_);
 }
 
 }  // namespace hopper::detail

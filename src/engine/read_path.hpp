@@ -46,8 +46,16 @@ class ReadPath {
   // An item is left in the page being read, or a page is due.
   bool item_pending() const noexcept { return due_ || left_ > 0; }
   // The next item of the page being read; false when it has no more. `out` stays valid
-  // until the next page is loaded. `finished`: that was its last item.
-  bool next_item(std::string_view& out, bool& finished);
+  // until the next page is loaded. `finished`: that was its last item. `at_ms`: when it
+  // was accepted (0: unknown, a version 1 page).
+  bool next_item(std::string_view& out, bool& finished, std::uint64_t& at_ms);
+  // When the next item of the page being read was accepted (0: none is left, or its time
+  // is unknown).
+  std::uint64_t next_time_ms() const noexcept {
+    if (left_ == 0 || !timed_) return 0;
+    const std::optional<std::uint32_t> offset = items_->peek_time_offset();
+    return offset ? base_ms_ + *offset : 0;
+  }
 
   // ---- loading the due page (Core takes it from the chain)
   // A read of this page failed earlier and its retry is not due yet.
@@ -83,8 +91,8 @@ class ReadPath {
   // The encoding of the memory item about to be handed out goes into the returned buffer,
   // between begin_held() and end_held(); it stays charged `footprint` until a commit
   // passes it.
-  std::string& begin_held(std::uint64_t footprint);
-  void end_held();
+  std::string& begin_held(std::uint64_t footprint, std::uint64_t at_ms);
+  void end_held(std::uint64_t at_ms);
   // Lets go of the held items numbered below `position` (a page partly below it is cut)
   // and returns the sum of their footprints.
   std::uint64_t release_held(std::uint64_t position);
@@ -97,9 +105,10 @@ class ReadPath {
   // The items of a page taken from RAM not yet handed out: they exist nowhere else.
   std::optional<RawPage> unread_ram_items() const;
   // The memory items still queued, staged into pages to be written: each item numbered
-  // `seq` is encoded between begin_shutdown_item() and end_shutdown_item().
-  std::string& begin_shutdown_item(std::uint64_t seq);
-  void end_shutdown_item() { shutdown_.back().end_item(); }
+  // `seq`, accepted at `at_ms`, is encoded between begin_shutdown_item() and
+  // end_shutdown_item().
+  std::string& begin_shutdown_item(std::uint64_t seq, std::uint64_t at_ms);
+  void end_shutdown_item(std::uint64_t at_ms) { shutdown_.back().end_item(at_ms); }
   std::vector<RawPage> take_shutdown_pages() { return std::move(shutdown_); }
 
  private:
@@ -110,6 +119,9 @@ class ReadPath {
   std::uint32_t left_ = 0;   // its items not yet handed out
   std::uint32_t index_ = 0;  // its items consumed, skipped ones included
   std::uint64_t first_seq_ = 0;
+  std::uint64_t base_ms_ = 0;    // its items' times: base_ms_ + offset (version 2)
+  std::uint64_t newest_ms_ = 0;
+  bool timed_ = false;           // its items carry times (not a version 1 page)
   bool from_file_ = false;
   std::uint64_t segment_ = 0;
   std::uint32_t attempts_ = 0;   // failed reads of the due page so far

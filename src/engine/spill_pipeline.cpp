@@ -73,7 +73,8 @@ void SpillPipeline::page_written(SealedPage p, const AppendedPage& a) {
   write_error_ = Status();  // the disk takes pages again
   write_failures_ = 0;
   UnreadPage u;
-  u.ref = format::PageRef{a.segment, a.offset, a.bytes, p.page.first_seq, p.page.count};
+  u.ref = format::PageRef{a.segment, a.offset, a.bytes, p.page.first_seq, p.page.count, format::kVersion,
+                          static_cast<std::uint32_t>(a.raw_bytes), p.page.base_ms, p.page.newest_ms};
   publish(unread_, u);
   ++pages_written_;
   bytes_uncompressed_ += a.raw_bytes;
@@ -216,6 +217,14 @@ RawPage SpillPipeline::take_for_reading() {
   // The pages a failed write kept are delivered: nothing is left to retry.
   if (pending_.empty()) write_error_ = Status();
   return std::move(p.page);
+}
+
+std::uint64_t SpillPipeline::oldest_waiting_ms() const {
+  for (const UnreadPage& u : unread_)
+    if (!u.discarded && u.ref.base_ms != 0) return u.ref.base_ms;
+  for (const SealedPage& p : pending_)
+    if (p.page.count > 0) return p.page.base_ms;
+  return 0;
 }
 
 std::optional<std::uint32_t> SpillPipeline::drop_front() {

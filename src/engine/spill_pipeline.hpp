@@ -169,6 +169,9 @@ class SpillPipeline {
   std::optional<std::uint32_t> drop_front();
   // Shutdown: every sealed page left, in order.
   std::vector<RawPage> take_pending();
+  // When the oldest item of the chain with a known time was accepted (0: none; pages of
+  // format version 1 have no times).
+  std::uint64_t oldest_waiting_ms() const;
 
   // ---- totals
   std::uint64_t pages_written() const noexcept { return pages_written_; }

@@ -27,40 +27,60 @@ std::optional<SegmentHeader> decode_segment_header(std::string_view b) {
   return h;
 }
 
-static std::uint64_t page_checksum(const char* header, std::string_view payload) {
+static std::uint64_t page_checksum(const char* header, std::size_t header_size, std::string_view payload) {
   XXH3_state_t state;
   XXH3_64bits_reset(&state);
-  XXH3_64bits_update(&state, header, 32);
+  XXH3_64bits_update(&state, header, header_size - 8);
   XXH3_64bits_update(&state, payload.data(), payload.size());
   return XXH3_64bits_digest(&state);
 }
 
-void encode_page_header(PageHeader& h, std::string_view payload, char out[kPageHeaderSize]) {
-  put_u32(out, kPageMagic);
+void encode_page_header(PageHeader& h, std::string_view payload, char* out) {
+  put_u32(out, h.version == kVersion1 ? kPageMagicV1 : kPageMagic);
   put_u32(out + 4, h.payload_len);
   put_u32(out + 8, h.raw_len);
   put_u32(out + 12, h.item_count);
   put_u64(out + 16, h.first_seq);
   put_u64(out + 24, h.segment);
-  h.checksum = page_checksum(out, payload);
-  put_u64(out + 32, h.checksum);
+  if (h.version != kVersion1) {
+    put_u64(out + 32, h.base_ms);
+    put_u64(out + 40, h.newest_ms);
+  }
+  const std::size_t size = h.header_size();
+  h.checksum = page_checksum(out, size, payload);
+  put_u64(out + size - 8, h.checksum);
 }
 
 std::optional<PageHeader> parse_page_header(std::string_view b) {
-  if (b.size() < kPageHeaderSize || get_u32(b.data()) != kPageMagic) return std::nullopt;
+  if (b.size() < 4) return std::nullopt;
   PageHeader h;
+  const std::uint32_t magic = get_u32(b.data());
+  if (magic == kPageMagic) {
+    h.version = kVersion;
+  } else if (magic == kPageMagicV1) {
+    h.version = kVersion1;
+  } else {
+    return std::nullopt;
+  }
+  const std::size_t size = h.header_size();
+  if (b.size() < size) return std::nullopt;
   h.payload_len = get_u32(b.data() + 4);
   h.raw_len = get_u32(b.data() + 8);
   h.item_count = get_u32(b.data() + 12);
   h.first_seq = get_u64(b.data() + 16);
   h.segment = get_u64(b.data() + 24);
-  h.checksum = get_u64(b.data() + 32);
+  if (h.version != kVersion1) {
+    h.base_ms = get_u64(b.data() + 32);
+    h.newest_ms = get_u64(b.data() + 40);
+  }
+  h.checksum = get_u64(b.data() + size - 8);
   return h;
 }
 
 bool page_checksum_ok(std::string_view header, std::string_view payload) {
-  if (header.size() < kPageHeaderSize) return false;
-  return page_checksum(header.data(), payload) == get_u64(header.data() + 32);
+  auto h = parse_page_header(header);
+  if (!h) return false;
+  return page_checksum(header.data(), h->header_size(), payload) == h->checksum;
 }
 
 struct PageChecksum::State {
@@ -69,9 +89,9 @@ struct PageChecksum::State {
 
 PageChecksum::PageChecksum(std::string_view header) : state_(std::make_unique<State>()) {
   XXH3_64bits_reset(&state_->xxh);
-  if (header.size() >= kPageHeaderSize) {
-    XXH3_64bits_update(&state_->xxh, header.data(), 32);
-    expected_ = get_u64(header.data() + 32);
+  if (auto h = parse_page_header(header)) {
+    XXH3_64bits_update(&state_->xxh, header.data(), h->header_size() - 8);
+    expected_ = h->checksum;
   }
 }
 PageChecksum::~PageChecksum() = default;
@@ -125,7 +145,7 @@ std::optional<std::uint64_t> parse_segment_file_name(std::string_view name) {
 std::string encode_cursor(std::uint64_t next_seq) {
   std::string out(kCursorSize, '\0');
   put_u32(out.data(), kCursorMagic);
-  put_u32(out.data() + 4, kVersion);
+  put_u32(out.data() + 4, 1);
   put_u64(out.data() + 8, next_seq);
   put_u64(out.data() + 16, XXH3_64bits(out.data(), 16));
   return out;
@@ -144,7 +164,7 @@ std::string encode_cursor(std::uint64_t position, std::uint64_t end) {
 std::optional<CursorRecord> decode_cursor_record(std::string_view b) {
   if (b.size() < 8 || get_u32(b.data()) != kCursorMagic) return std::nullopt;
   const std::uint32_t version = get_u32(b.data() + 4);
-  if (version == kVersion && b.size() == kCursorSize) {
+  if (version == 1 && b.size() == kCursorSize) {
     if (get_u64(b.data() + 16) != XXH3_64bits(b.data(), 16)) return std::nullopt;
     return CursorRecord{get_u64(b.data() + 8), std::nullopt};
   }

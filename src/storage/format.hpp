@@ -19,16 +19,16 @@
 //   segment header: magic "HOPRSEG\0" u64 | version u32 | reserved u32 (0)
 //                   | segment number u64 | checksum u64 = XXH3-64(bytes 0..23)
 //
-// A page:
+// A page (version 2, "HPG2"; version 1 pages, "HPG1", have no times and 4-byte frames):
 //
-//   +-------+-------------+---------+------------+-----------+---------+----------+-------------+
-//   | magic | payload_len | raw_len | item_count | first_seq | segment | checksum | zstd frame  |
-//   | u32   | u32         | u32     | u32        | u64       | u64     | u64      | payload_len |
-//   +-------+-------------+---------+------------+-----------+---------+----------+-------------+
-//     checksum = XXH3-64 over header bytes 0..31, then the payload.
+//   +-------+-------------+---------+------------+-----------+---------+---------+-----------+----------+-------------+
+//   | magic | payload_len | raw_len | item_count | first_seq | segment | base_ms | newest_ms | checksum | zstd frame  |
+//   | u32   | u32         | u32     | u32        | u64       | u64     | u64     | u64       | u64      | payload_len |
+//   +-------+-------------+---------+------------+-----------+---------+---------+-----------+----------+-------------+
+//     checksum = XXH3-64 over header bytes 0..47, then the payload.
 //
-//   The zstd frame decompresses to raw_len bytes: item_count items, each
-//   u32 length followed by that many bytes of cereal binary encoding.
+//   The zstd frame decompresses to raw_len bytes: item_count items, each u32 length, u32
+//   time offset (ms after base_ms) and that many bytes of the item's encoding.
 //
 // All integers are little-endian. A page is valid only if its checksum matches; no
 // length is trusted before that. The segment number in each page rejects stale bytes
@@ -48,13 +48,28 @@
 namespace hopper::format {
 
 inline constexpr std::uint64_t kSegmentMagic = 0x0047455352504f48ull;  // "HOPRSEG\0"
-inline constexpr std::uint32_t kPageMagic = 0x31475048u;               // "HPG1"
+inline constexpr std::uint32_t kPageMagic = 0x32475048u;               // "HPG2", written
+inline constexpr std::uint32_t kPageMagicV1 = 0x31475048u;             // "HPG1", still read
 inline constexpr std::uint32_t kCursorMagic = 0x31435048u;             // "HPC1"
-inline constexpr std::uint32_t kVersion = 1;
+// The segment format written; version 1 (no item times) is still read.
+inline constexpr std::uint32_t kVersion = 2;
+inline constexpr std::uint32_t kVersion1 = 1;
+inline constexpr bool known_segment_version(std::uint32_t v) noexcept { return v == kVersion || v == kVersion1; }
 
 inline constexpr std::size_t kSegmentHeaderSize = 32;
-inline constexpr std::size_t kPageHeaderSize = 40;
-inline constexpr std::size_t kItemPrefixSize = 4;
+inline constexpr std::size_t kPageHeaderSize = 56;    // version 2
+inline constexpr std::size_t kPageHeaderSizeV1 = 40;  // version 1
+inline constexpr std::size_t kItemPrefixSize = 8;     // version 2: length u32, time offset u32
+inline constexpr std::size_t kItemPrefixSizeV1 = 4;   // version 1: length u32
+inline constexpr std::size_t page_header_size(std::uint32_t version) noexcept {
+  return version == kVersion1 ? kPageHeaderSizeV1 : kPageHeaderSize;
+}
+inline constexpr std::size_t item_prefix_size(std::uint32_t version) noexcept {
+  return version == kVersion1 ? kItemPrefixSizeV1 : kItemPrefixSize;
+}
+// Largest time offset an item frame holds: a page's items lie within ~49.7 days of its
+// base (an open page past that is sealed first).
+inline constexpr std::uint64_t kMaxTimeOffset = 0xffffffffu;
 inline constexpr std::size_t kCursorSize = 24;    // CURSOR version 1: the position alone
 inline constexpr std::size_t kCursorV2Size = 32;  // CURSOR version 2: the position and the end
 inline constexpr std::uint32_t kCursorVersion2 = 2;
@@ -68,21 +83,29 @@ struct SegmentHeader {
 };
 
 struct PageHeader {
+  std::uint32_t version = kVersion;  // by the magic: 2 ("HPG2") or 1 ("HPG1")
   std::uint32_t payload_len = 0;
   std::uint32_t raw_len = 0;
   std::uint32_t item_count = 0;
   std::uint64_t first_seq = 0;
   std::uint64_t segment = 0;
+  // Version 2: item times, in ms of the queue clock (Unix time; docs/format.md "Time").
+  // Each item's time is base_ms plus its frame's offset; newest_ms is the largest.
+  std::uint64_t base_ms = 0;
+  std::uint64_t newest_ms = 0;
   std::uint64_t checksum = 0;
+  std::size_t header_size() const noexcept { return page_header_size(version); }
 };
 
 void encode_segment_header(const SegmentHeader& h, char out[kSegmentHeaderSize]);
 // nullopt when the magic or checksum is wrong. The version is returned as found.
 std::optional<SegmentHeader> decode_segment_header(std::string_view bytes);
 
-// Fills the header's checksum from its other fields and `payload`, then writes it.
-void encode_page_header(PageHeader& h, std::string_view payload, char out[kPageHeaderSize]);
-// Parses the fixed fields; checks the magic only. Lengths are NOT trusted yet.
+// Fills the header's checksum from its other fields and `payload`, then writes it
+// (h.header_size() bytes: the version decides the layout; version 1 only for tests).
+void encode_page_header(PageHeader& h, std::string_view payload, char* out);
+// Parses the fixed fields of either version (by the magic); checks the magic only.
+// Lengths are NOT trusted yet. nullopt when the bytes are fewer than the header.
 std::optional<PageHeader> parse_page_header(std::string_view bytes);
 // True when `payload` (payload_len bytes) matches the header's checksum.
 bool page_checksum_ok(std::string_view header_bytes, std::string_view payload);
@@ -90,7 +113,7 @@ bool page_checksum_ok(std::string_view header_bytes, std::string_view payload);
 // bounded window. Not thread-safe.
 class PageChecksum {
  public:
-  explicit PageChecksum(std::string_view header_bytes);  // kPageHeaderSize bytes
+  explicit PageChecksum(std::string_view header_bytes);  // the whole header, either version
   ~PageChecksum();
   PageChecksum(const PageChecksum&) = delete;
   PageChecksum& operator=(const PageChecksum&) = delete;
@@ -122,9 +145,9 @@ inline std::uint64_t get_u64(const char* p) {
 }
 
 
-// ---- item framing: a page's raw payload is its items back to back, each a u32 length
-// (little-endian) and that many bytes. Written only through begin_item/end_item, read only
-// through ItemCursor.
+// ---- item framing: a page's raw payload is its items back to back, each a u32 length,
+// (version 2) a u32 time offset, and that many bytes. Written only through
+// begin_item/end_item (version 2 only), read only through ItemCursor (either version).
 
 // The largest item a frame can carry.
 inline constexpr std::uint64_t kMaxItemBytes = 0xffffffffu;
@@ -140,24 +163,34 @@ inline std::size_t begin_item(std::string& raw) {
 inline std::uint64_t item_bytes(const std::string& raw, std::size_t mark) noexcept {
   return raw.size() - mark - kItemPrefixSize;
 }
-inline void end_item(std::string& raw, std::size_t mark) {
+inline void end_item(std::string& raw, std::size_t mark, std::uint32_t time_offset) {
   put_u32(raw.data() + mark, static_cast<std::uint32_t>(item_bytes(raw, mark)));
+  put_u32(raw.data() + mark + 4, time_offset);
 }
 
-// Walks the length-prefixed items of a raw page. Stops (and reports) on a prefix that
-// runs past the end.
+// Walks the length-prefixed items of a raw page of `version`. Stops (and reports) on a
+// prefix that runs past the end.
 class ItemCursor {
  public:
-  explicit ItemCursor(std::string_view raw) : raw_(raw) {}
+  explicit ItemCursor(std::string_view raw, std::uint32_t version = kVersion)
+      : raw_(raw), prefix_(item_prefix_size(version)) {}
   // The next item's bytes, or nullopt at the end or on a malformed prefix (see ok()).
   std::optional<std::string_view> next() {
     if (pos_ == raw_.size()) return std::nullopt;
-    if (raw_.size() - pos_ < kItemPrefixSize) return malformed();
+    if (raw_.size() - pos_ < prefix_) return malformed();
     const std::uint32_t len = get_u32(raw_.data() + pos_);
-    if (raw_.size() - pos_ - kItemPrefixSize < len) return malformed();
-    std::string_view item = raw_.substr(pos_ + kItemPrefixSize, len);
-    pos_ += kItemPrefixSize + len;
+    if (raw_.size() - pos_ - prefix_ < len) return malformed();
+    time_offset_ = prefix_ == kItemPrefixSize ? get_u32(raw_.data() + pos_ + 4) : 0;
+    std::string_view item = raw_.substr(pos_ + prefix_, len);
+    pos_ += prefix_ + len;
     return item;
+  }
+  // The time offset of the item next() returned last (0 in version 1 pages).
+  std::uint32_t time_offset() const noexcept { return time_offset_; }
+  // The time offset of the item next() will return, if its frame is there (version 2).
+  std::optional<std::uint32_t> peek_time_offset() const noexcept {
+    if (prefix_ != kItemPrefixSize || raw_.size() - pos_ < prefix_) return std::nullopt;
+    return get_u32(raw_.data() + pos_ + 4);
   }
   bool ok() const noexcept { return ok_; }
   std::size_t offset() const noexcept { return pos_; }
@@ -168,8 +201,19 @@ class ItemCursor {
     return std::nullopt;
   }
   std::string_view raw_;
+  std::size_t prefix_;
   std::size_t pos_ = 0;
+  std::uint32_t time_offset_ = 0;
   bool ok_ = true;
+};
+
+// What a page's header says of its items, beside the lengths and the checksum that
+// writing it computes.
+struct PageItems {
+  std::uint64_t first_seq = 0;
+  std::uint32_t count = 0;
+  std::uint64_t base_ms = 0;
+  std::uint64_t newest_ms = 0;
 };
 
 // ---- pages, located
@@ -181,6 +225,10 @@ struct PageRef {
   std::uint64_t bytes = 0;  // header + payload
   std::uint64_t first_seq = 0;
   std::uint32_t count = 0;
+  std::uint32_t version = kVersion;  // its layout (and item framing)
+  std::uint32_t raw_len = 0;         // its payload's bytes, decompressed
+  std::uint64_t base_ms = 0;         // version 2: its items' times (0 in version 1: unknown)
+  std::uint64_t newest_ms = 0;
 };
 
 // ---- the delivery order (docs/format.md, rule 6)

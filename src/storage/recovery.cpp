@@ -80,18 +80,20 @@ class FileSource final : public ScanSource {
 using format::PageRef;
 
 Result<std::optional<PageRef>> valid_page_at(ScanSource& src, std::uint64_t off, std::uint64_t number) {
-  if (src.size() - off < format::kPageHeaderSize) return std::optional<PageRef>();
-  auto hv = src.view(off, format::kPageHeaderSize);
+  if (src.size() - off < format::kPageHeaderSizeV1) return std::optional<PageRef>();
+  const std::size_t have = static_cast<std::size_t>(std::min<std::uint64_t>(format::kPageHeaderSize, src.size() - off));
+  auto hv = src.view(off, have);
   if (!hv.ok()) return hv.status();
   char header[format::kPageHeaderSize];
-  std::memcpy(header, hv->data(), sizeof header);  // the view dies with the next read
-  const std::string_view hs(header, sizeof header);
-  auto h = format::parse_page_header(hs);
+  std::memcpy(header, hv->data(), hv->size());  // the view dies with the next read
+  auto h = format::parse_page_header(std::string_view(header, hv->size()));
   if (!h) return std::optional<PageRef>();
-  if (h->payload_len > src.size() - off - format::kPageHeaderSize) return std::optional<PageRef>();
+  const std::uint64_t header_size = h->header_size();
+  const std::string_view hs(header, header_size);
+  if (h->payload_len > src.size() - off - header_size) return std::optional<PageRef>();
   format::PageChecksum sum(hs);
   for (std::uint64_t at = 0; at < h->payload_len;) {
-    auto piece = src.view(off + format::kPageHeaderSize + at,
+    auto piece = src.view(off + header_size + at,
                           static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, h->payload_len - at)));
     if (!piece.ok()) return piece.status();
     if (piece->empty()) return std::optional<PageRef>();
@@ -103,9 +105,13 @@ Result<std::optional<PageRef>> valid_page_at(ScanSource& src, std::uint64_t off,
   PageRef ref;
   ref.segment = number;
   ref.offset = off;
-  ref.bytes = format::kPageHeaderSize + h->payload_len;
+  ref.bytes = header_size + h->payload_len;
   ref.first_seq = h->first_seq;
   ref.count = h->item_count;
+  ref.version = h->version;
+  ref.raw_len = h->raw_len;
+  ref.base_ms = h->base_ms;
+  ref.newest_ms = h->newest_ms;
   return std::optional<PageRef>(ref);
 }
 
@@ -113,18 +119,24 @@ constexpr std::uint64_t kNone = std::numeric_limits<std::uint64_t>::max();
 
 // Next offset in [from, end) where a valid page starts, or kNone.
 Result<std::uint64_t> resync(ScanSource& src, std::uint64_t from, std::uint64_t end, std::uint64_t number) {
+  // Both page magics, "HPG1" and "HPG2", begin with these three bytes; valid_page_at
+  // tells them (and anything else) apart.
+  static_assert((format::kPageMagic & 0xffffffu) == (format::kPageMagicV1 & 0xffffffu));
   char magic[4];
   format::put_u32(magic, format::kPageMagic);
-  const std::string_view m(magic, 4);
+  const std::string_view m(magic, 3);
   std::uint64_t at = from;
   while (at < end) {
-    // A window overlapping the previous one by three bytes, so no magic is split.
-    auto v = src.view(at, static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, end - at + 3)));
+    // A window overlapping the previous one by all but one byte of the magic, so no magic
+    // is split and every window moves on.
+    constexpr std::size_t kOverlap = 2;
+    static_assert(kOverlap + 1 == 3, "the searched prefix is three bytes");
+    auto v = src.view(at, static_cast<std::size_t>(std::min<std::uint64_t>(kWindow, end - at + kOverlap)));
     if (!v.ok()) return v.status();
     if (v->size() < m.size()) return kNone;
     const std::size_t hit = v->find(m);
     if (hit == std::string_view::npos || at + hit >= end) {
-      at += v->size() - 3;
+      at += v->size() - kOverlap;
       continue;
     }
     const std::uint64_t candidate = at + hit;
@@ -189,15 +201,18 @@ Result<SegmentScan> scan(ScanSource& src, std::uint64_t number, std::uint64_t re
     if (*next == kNone) {
       // Nothing valid follows: a tail. It is torn if it is an incomplete page (the writer
       // died mid-append), damaged otherwise; either way it is cut.
-      auto tail_head = src.view(off, format::kPageHeaderSize);
+      auto tail_head =
+          src.view(off, static_cast<std::size_t>(std::min<std::uint64_t>(format::kPageHeaderSize, size - off)));
       if (!tail_head.ok()) return tail_head.status();
       auto h = format::parse_page_header(*tail_head);
+      // A page magic whose header is cut short: as torn as a short page.
+      const bool cut_header = !h && tail_head->size() >= 4 && format::get_u32(tail_head->data()) == format::kPageMagic;
       // Zeros are what a file system leaves when a crash extended the file but not its
       // data: as torn as a short page.
       auto zeros = all_zeros(src, off);
       if (!zeros.ok()) return zeros.status();
-      const bool incomplete = *zeros || size - off < format::kPageHeaderSize ||
-                              (h && h->payload_len > size - off - format::kPageHeaderSize);
+      const bool incomplete = *zeros || size - off < format::kPageHeaderSizeV1 || cut_header ||
+                              (h && h->payload_len > size - off - h->header_size());
       if (incomplete) {
         scan.torn_bytes += size - off;
         scan.problems.push_back("torn tail of " + std::to_string(size - off) + " bytes at offset " +
@@ -317,10 +332,10 @@ Result<Recovery> recover(FileSystem& fs, const std::filesystem::path& dir, const
       continue;
     }
     SegmentScan& scan = *scanned;
-    if (scan.header_ok && scan.version != format::kVersion)
+    if (scan.header_ok && !format::known_segment_version(scan.version))
       return Status(Errc::corrupt, path.native() + ": written by format version " + std::to_string(scan.version) +
-                                       ", this build reads version " + std::to_string(format::kVersion) +
-                                       "; left untouched");
+                                       ", this build reads versions " + std::to_string(format::kVersion1) + " and " +
+                                       std::to_string(format::kVersion) + "; left untouched");
     for (auto& p : scan.problems) rec.problems.push_back(path.native() + ": " + p);
     rec.corrupt_pages += scan.corrupt_pages;
     rec.torn_bytes += scan.torn_bytes;

@@ -12,12 +12,16 @@ void PageDecoder::DCtxFree::operator()(ZSTD_DCtx_s* d) const noexcept { ZSTD_fre
 PageDecoder::PageDecoder() : dctx_(ZSTD_createDCtx()) {}
 PageDecoder::~PageDecoder() = default;
 
-Status PageDecoder::decode(std::string_view page, std::uint64_t expected_segment, std::string& raw) {
+Status PageDecoder::decode(std::string_view page, std::uint64_t expected_segment, std::string& raw,
+                           format::PageHeader* header) {
   auto h = format::parse_page_header(page);
-  if (!h) return Status(Errc::corrupt, "bad page magic");
-  if (page.size() - format::kPageHeaderSize != h->payload_len)
+  if (!h) return Status(Errc::corrupt, page.size() >= 4 && (format::get_u32(page.data()) == format::kPageMagic ||
+                                                           format::get_u32(page.data()) == format::kPageMagicV1)
+                                           ? "page shorter than its header"
+                                           : "bad page magic");
+  if (page.size() - h->header_size() != h->payload_len)
     return Status(Errc::corrupt, "page length does not match its header");
-  std::string_view payload = page.substr(format::kPageHeaderSize);
+  std::string_view payload = page.substr(h->header_size());
   if (!format::page_checksum_ok(page, payload)) return Status(Errc::corrupt, "page checksum mismatch");
   // From here on the header is trusted.
   if (h->segment != expected_segment)
@@ -35,10 +39,11 @@ Status PageDecoder::decode(std::string_view page, std::uint64_t expected_segment
   if (ZSTD_isError(n)) return Status(Errc::corrupt, std::string("zstd: ") + ZSTD_getErrorName(n));
   if (n != h->raw_len) return Status(Errc::corrupt, "zstd frame shorter than page header says");
   // The items must tile the raw bytes exactly.
-  format::ItemCursor cur(raw);
+  format::ItemCursor cur(raw, h->version);
   std::uint32_t items = 0;
   while (cur.next()) ++items;
   if (!cur.ok() || items != h->item_count) return Status(Errc::corrupt, "page items do not match its count");
+  if (header != nullptr) *header = *h;
   return Status();
 }
 
@@ -60,8 +65,13 @@ Status SegmentReader::read(const format::PageRef& ref, OpenSegment& open, std::s
   if (!got.ok()) return got.status();
   const std::string where = file.path().native() + " at offset " + std::to_string(ref.offset);
   if (*got != page_.size()) return Status(Errc::corrupt, where + ": page cut short");
-  Status s = decoder_.decode(page_, ref.segment, raw);
+  format::PageHeader h;
+  Status s = decoder_.decode(page_, ref.segment, raw, &h);
   if (!s.ok()) return Status(Errc::corrupt, where + ": " + s.message());
+  // The reader frames the items by ref.version: a page replaced by one of another
+  // version since it was found is not the page the queue expects.
+  if (h.version != ref.version || h.first_seq != ref.first_seq || h.item_count != ref.count)
+    return Status(Errc::corrupt, where + ": not the page recorded there");
   return Status();
 }
 

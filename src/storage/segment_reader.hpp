@@ -22,8 +22,10 @@ class PageDecoder {
   PageDecoder();
   ~PageDecoder();
   // `page` is header + payload; the checksum, lengths and frame are all verified.
-  // Errc::corrupt on any mismatch, with what failed in the message.
-  Status decode(std::string_view page, std::uint64_t expected_segment, std::string& raw);
+  // Errc::corrupt on any mismatch, with what failed in the message. `header`, when given,
+  // receives the page's header (its version says how `raw`'s items are framed).
+  Status decode(std::string_view page, std::uint64_t expected_segment, std::string& raw,
+                format::PageHeader* header = nullptr);
 
  private:
   struct DCtxFree {

@@ -80,17 +80,17 @@ Status SpillWriter::open_segment() {
   return Status();
 }
 
-AppendOutcome SpillWriter::append(std::uint64_t first_seq, std::uint32_t count, std::string_view raw) {
+AppendOutcome SpillWriter::append(const format::PageItems& items, std::string_view raw) {
   // Compressed straight into the write buffer, behind room for the header.
   if (Status s = compressor_.compress(raw, level_, buffer_); !s.ok()) {
     AppendOutcome out;
     out.status = std::move(s);
     return out;
   }
-  return append_compressed(first_seq, count, raw.size(), buffer_);
+  return append_compressed(items, raw.size(), buffer_);
 }
 
-AppendOutcome SpillWriter::append_compressed(std::uint64_t first_seq, std::uint32_t count, std::uint64_t raw_len,
+AppendOutcome SpillWriter::append_compressed(const format::PageItems& items, std::uint64_t raw_len,
                                              std::string& page) {
   AppendOutcome result;
   if (page.size() < format::kPageHeaderSize || raw_len > format::kMaxRawPage) {
@@ -122,9 +122,11 @@ AppendOutcome SpillWriter::append_compressed(std::uint64_t first_seq, std::uint3
   format::PageHeader h;
   h.payload_len = static_cast<std::uint32_t>(n);
   h.raw_len = static_cast<std::uint32_t>(raw_len);
-  h.item_count = count;
-  h.first_seq = first_seq;
+  h.item_count = items.count;
+  h.first_seq = items.first_seq;
   h.segment = file_number_;
+  h.base_ms = items.base_ms;
+  h.newest_ms = items.newest_ms;
   format::encode_page_header(h, std::string_view(page).substr(format::kPageHeaderSize), page.data());
 
   Status s = file_->append(page.data(), page.size());

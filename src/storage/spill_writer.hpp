@@ -83,11 +83,10 @@ class SpillWriter {
   // nothing is left half-written: the file is truncated back, and if that fails too the
   // file is closed for appends (its tail is cut at the next open). The caller still owns
   // the page.
-  AppendOutcome append(std::uint64_t first_seq, std::uint32_t count, std::string_view raw);
+  AppendOutcome append(const format::PageItems& items, std::string_view raw);
   // The same for a page a Compressor made (`page`: header room, then the frame of
   // `raw_len` bytes); the header is filled in place.
-  AppendOutcome append_compressed(std::uint64_t first_seq, std::uint32_t count, std::uint64_t raw_len,
-                                  std::string& page);
+  AppendOutcome append_compressed(const format::PageItems& items, std::uint64_t raw_len, std::string& page);
 
   // The segment being appended to, if any.
   std::optional<std::uint64_t> active() const;

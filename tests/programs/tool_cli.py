@@ -77,11 +77,12 @@ check(hd.stop()[0] == 0, "hopperd stopped again")
 seg = sorted(glob.glob(qdir + "/hopper-*.seg"))[0]
 with open(seg, "r+b") as f:
     data = f.read()
+    # docs/format.md, version 2: a 56-byte page header, its magic "HPG2".
     first_payload = struct.unpack_from("<I", data, 32 + 4)[0]
-    second = 32 + 40 + first_payload
-    check(struct.unpack_from("<I", data, second)[0] == 0x31475048, "found the second page of " + os.path.basename(seg))
-    f.seek(second + 40 + 10)
-    f.write(bytes([data[second + 50] ^ 0xFF]))
+    second = 32 + 56 + first_payload
+    check(struct.unpack_from("<I", data, second)[0] == 0x32475048, "found the second page of " + os.path.basename(seg))
+    f.seek(second + 56 + 10)
+    f.write(bytes([data[second + 66] ^ 0xFF]))
 r = hopper("verify", qdir, ok=(1,))
 check("NOT INTACT" in r.stdout and "bytes %d.." % second in r.stdout, "verify: exit 1 and the damaged range")
 info = json.loads(hopper("verify", "--json", qdir, ok=(1,)).stdout)

@@ -40,8 +40,8 @@ namespace {
 using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
-// Raw bytes of one item in a page: u32 length prefix + cereal's u64 size + the characters.
-constexpr std::uint64_t kItemOverhead = 4 + 8;
+// Raw bytes of one item in a page: its frame (docs/format.md) + cereal's u64 size + the characters.
+constexpr std::uint64_t kItemOverhead = format::kItemPrefixSize + 8;
 // A call the model says cannot block is declared hung after this long. Generous: it only
 // matters when the library is wrong, and a correct call returns in microseconds.
 constexpr auto kHangLimit = 5s;

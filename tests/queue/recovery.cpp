@@ -43,7 +43,7 @@ Channel<u32> open_u32(const Options& o) {
 Options paged_options(const std::filesystem::path& dir) {
   Options o = test::small_options(dir);
   o.max_memory_bytes = kU32;
-  o.page_bytes = 5 * (4 + kU32);
+  o.page_bytes = 5 * (format::kItemPrefixSize + kU32);
   o.segment_bytes = 4096;
   return o;
 }
@@ -172,7 +172,7 @@ TEST(Recovery, BacklogFirstThenNewItemsOverSeveralRounds) {
   TempDir dir;
   Options o = test::small_options(dir.path());
   o.max_memory_bytes = 6 * kU32;
-  o.page_bytes = 7 * (4 + kU32);
+  o.page_bytes = 7 * (format::kItemPrefixSize + kU32);
   o.segment_bytes = 512;
   o.max_disk_bytes = 1 << 20;
   std::deque<u32> model;

@@ -62,7 +62,7 @@ TEST(Queue, StatsTotals) {
   EXPECT_EQ(st.memory_bytes, 40u);
   EXPECT_EQ(st.disk_items, 90u);
   EXPECT_EQ(st.pages_written, 1u);
-  EXPECT_EQ(st.bytes_uncompressed, 90u * (4 + kU32));  // length prefix + cereal's u32
+  EXPECT_EQ(st.bytes_uncompressed, 90u * (format::kItemPrefixSize + kU32));  // frame + cereal's u32
   auto files = test::segment_files(dir.path());
   ASSERT_EQ(files.size(), 1u);
   EXPECT_EQ(st.bytes_compressed, std::filesystem::file_size(files[0]) - format::kSegmentHeaderSize);

@@ -223,7 +223,7 @@ TEST(AlwaysRegression, AFailedPageIsReportedToItsSenderHoweverManyFailAfterIt) {
   for (int i = 0; i < 100; ++i) {
     std::uint64_t seq = 0;
     c.begin_page_item().append("item");
-    ASSERT_EQ(c.end_page_item(seq), detail::SpillVerdict::accepted) << "item " << i;
+    ASSERT_EQ(c.end_page_item(seq, c.now_ms()), detail::SpillVerdict::accepted) << "item " << i;
     ASSERT_EQ(seq, static_cast<std::uint64_t>(i));
     ASSERT_EQ(c.seal(), 1u);
     c.write_sealed();

@@ -92,7 +92,7 @@ void truncate_file(const std::filesystem::path& p, std::uint64_t size) { std::fi
 void fix_page_checksum(std::string& b, std::uint64_t offset) {
   auto h = format::parse_page_header(std::string_view(b).substr(offset));
   if (!h) throw std::runtime_error("no page header at that offset");
-  std::string_view payload = std::string_view(b).substr(offset + format::kPageHeaderSize, h->payload_len);
+  std::string_view payload = std::string_view(b).substr(offset + h->header_size(), h->payload_len);
   format::encode_page_header(*h, payload, b.data() + offset);
 }
 
@@ -105,11 +105,11 @@ void fix_page_checksum(const std::filesystem::path& p, std::uint64_t offset) {
 std::vector<PageInfo> pages_in(std::string_view b) {
   std::vector<PageInfo> out;
   std::uint64_t off = format::kSegmentHeaderSize;
-  while (off + format::kPageHeaderSize <= b.size()) {
+  while (off + format::kPageHeaderSizeV1 <= b.size()) {
     auto h = format::parse_page_header(b.substr(off));
-    if (!h || h->payload_len > b.size() - off - format::kPageHeaderSize) break;
-    out.push_back(PageInfo{off, format::kPageHeaderSize + h->payload_len, h->first_seq, h->item_count, h->segment});
-    off += format::kPageHeaderSize + h->payload_len;
+    if (!h || h->payload_len > b.size() - off - h->header_size()) break;
+    out.push_back(PageInfo{off, h->header_size() + h->payload_len, h->first_seq, h->item_count, h->segment});
+    off += h->header_size() + h->payload_len;
   }
   return out;
 }
@@ -125,12 +125,12 @@ std::vector<std::uint64_t> page_offsets(const std::filesystem::path& p) {
   return out;
 }
 
-std::string raw_payload(const std::vector<std::string>& items) {
+std::string raw_payload(const std::vector<std::string>& items, std::uint32_t version) {
   std::string raw;
   for (const std::string& item : items) {
-    char prefix[4];
-    format::put_u32(prefix, static_cast<std::uint32_t>(item.size()));
-    raw.append(prefix, 4);
+    char prefix[8] = {};
+    format::put_u32(prefix, static_cast<std::uint32_t>(item.size()));  // time offset 0
+    raw.append(prefix, format::item_prefix_size(version));
     raw += item;
   }
   return raw;
@@ -145,16 +145,19 @@ std::string zstd_frame(std::string_view raw, int level) {
 }
 
 std::string page_image(format::PageHeader h, std::string_view payload) {
-  std::string out(format::kPageHeaderSize, '\0');
+  std::string out(h.header_size(), '\0');
   format::encode_page_header(h, payload, out.data());
   out.append(payload);
   return out;
 }
 
-std::string page_image(std::uint64_t segment, std::uint64_t first_seq, const std::vector<std::string>& items) {
-  const std::string raw = raw_payload(items);
+std::string page_image(std::uint64_t segment, std::uint64_t first_seq, const std::vector<std::string>& items,
+                       std::uint32_t version, std::uint64_t at_ms) {
+  const std::string raw = raw_payload(items, version);
   const std::string frame = zstd_frame(raw);
   format::PageHeader h;
+  h.version = version;
+  if (version != format::kVersion1) h.base_ms = h.newest_ms = at_ms;
   h.payload_len = static_cast<std::uint32_t>(frame.size());
   h.raw_len = static_cast<std::uint32_t>(raw.size());
   h.item_count = static_cast<std::uint32_t>(items.size());

@@ -77,15 +77,18 @@ std::vector<PageInfo> pages_of(const std::filesystem::path& segment_file);
 std::vector<PageInfo> pages_in(std::string_view image);
 
 // ---- images built by hand, as the writer would make them ----
-// A page's raw payload: each item as a u32 little-endian length and its bytes.
-std::string raw_payload(const std::vector<std::string>& items);
+// A page's raw payload: each item framed as `version` frames it (docs/format.md): a u32
+// little-endian length, in version 2 a u32 time offset (0), and its bytes.
+std::string raw_payload(const std::vector<std::string>& items, std::uint32_t version = format::kVersion);
 // One zstd frame of `raw` (with its content size, as SpillWriter writes it).
 std::string zstd_frame(std::string_view raw, int level = 1);
 // A page (header + payload) whose header fields are taken from `h` as given, checksum
 // computed over them: lets a test make a page that lies behind a valid checksum.
 std::string page_image(format::PageHeader h, std::string_view payload);
-// A well-formed page of `items` (cereal-free: the items are opaque bytes here).
-std::string page_image(std::uint64_t segment, std::uint64_t first_seq, const std::vector<std::string>& items);
+// A well-formed page of `items` (cereal-free: the items are opaque bytes here), of format
+// `version`; in version 2 every item's time is `at_ms` (the default: unknown, never expires).
+std::string page_image(std::uint64_t segment, std::uint64_t first_seq, const std::vector<std::string>& items,
+                       std::uint32_t version = format::kVersion, std::uint64_t at_ms = 0);
 // A segment header.
 std::string segment_header_image(std::uint64_t number, std::uint32_t version = format::kVersion);
 

@@ -12,6 +12,8 @@
 #include <string_view>
 #include <vector>
 
+#include <time.h>
+
 #include <hopper/detail/sync.hpp>
 #include <hopper/detail/verdicts.hpp>
 #include <hopper/options.hpp>
@@ -33,7 +35,7 @@ struct SealedPage;
 // the item's frame comes on top; core.cpp checks it against the format). An item larger
 // than this could never be written, not even at a clean shutdown, so send() refuses it
 // (too_large) rather than lose it later.
-inline constexpr std::uint64_t kMaxItemEncoding = (std::uint64_t{1} << 31) - 4;
+inline constexpr std::uint64_t kMaxItemEncoding = (std::uint64_t{1} << 31) - 8;
 
 // Capabilities (checked by clang's -Wthread-safety; see sync.hpp):
 //   mutex()     the queue lock. Guards Queue<T>'s deque and every member marked
@@ -65,6 +67,25 @@ class Core {
   Core& operator=(const Core&) = delete;
 
   const Options& options() const noexcept { return opt_; }
+
+  // ---- the queue clock and Options::max_age (docs/architecture.md, "Age")
+  // Milliseconds of Unix time, read from the monotonic clock anchored at open: it never
+  // goes back while the queue is open, whatever the wall clock does. Coarse (the kernel's
+  // tick, a few ms) and cheap: read once per send.
+  std::uint64_t now_ms() const noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return clock_offset_ms_ + static_cast<std::uint64_t>(ts.tv_sec) * 1000u +
+           static_cast<std::uint64_t>(ts.tv_nsec) / 1000000u;
+  }
+  // Whether an item accepted at `at_ms` is past Options::max_age now (never when max_age
+  // is off, or the time is unknown: 0, an item of a version 1 page).
+  bool expired(std::uint64_t at_ms) const noexcept {
+    if (max_age_ms_ == 0 || at_ms == 0) return false;
+    const std::uint64_t now = now_ms();
+    return now > at_ms && now - at_ms > max_age_ms_;
+  }
+  bool expires() const noexcept { return max_age_ms_ != 0; }
   Mutex& mutex() const HOPPER_RETURN_CAPABILITY(mu_) { return mu_; }
   Token& receiver() HOPPER_RETURN_CAPABILITY(receiver_) { return receiver_; }
 
@@ -142,6 +163,14 @@ class Core {
     }
     --memory_items_;
   }
+  // The receiver found the memory item at the deque's front past Options::max_age: it
+  // leaves the budget and is passed over (expired_memory_item).
+  void memory_expired(std::uint64_t fp) HOPPER_REQUIRES(mu_, receiver_) {
+    HOPPER_ASSERT(fp <= memory_bytes_ && memory_items_ > 0, "expired more than memory held");
+    memory_bytes_ -= fp;
+    --memory_items_;
+    expired_memory_item(fp);
+  }
   // FullPolicy::drop_oldest discarded a memory item. `ahead_of_receiver`: it was taken
   // from the deque's front (the receiver then skips its number).
   void memory_dropped(std::uint64_t fp, bool ahead_of_receiver) HOPPER_REQUIRES(mu_) {
@@ -167,7 +196,7 @@ class Core {
   // end_page_item (or cancel_page_item if encoding threw). Accepted: numbered `seq`.
   std::string& begin_page_item() HOPPER_REQUIRES(mu_);
   void cancel_page_item() HOPPER_REQUIRES(mu_);
-  SpillVerdict end_page_item(std::uint64_t& seq) HOPPER_REQUIRES(mu_);
+  SpillVerdict end_page_item(std::uint64_t& seq, std::uint64_t at_ms) HOPPER_REQUIRES(mu_);
   bool page_open() const HOPPER_REQUIRES(mu_);
   bool page_full() const HOPPER_REQUIRES(mu_);
   // Seals the open page (it joins the sealed pages, in order); returns its item count
@@ -273,8 +302,12 @@ class Core {
   // manual_commit: the encoding of the memory item being handed out goes into the returned
   // buffer, between begin_held() and end_held(); it stays charged `footprint` until a
   // commit passes it.
-  std::string& begin_held(std::uint64_t footprint) HOPPER_REQUIRES(receiver_);
-  void end_held() HOPPER_REQUIRES(receiver_);
+  std::string& begin_held(std::uint64_t footprint, std::uint64_t at_ms) HOPPER_REQUIRES(receiver_);
+  void end_held(std::uint64_t at_ms) HOPPER_REQUIRES(receiver_);
+  // A memory item of footprint `fp` was past Options::max_age when its turn came: passed
+  // over (the delivery position moves past it), counted, never returned. Its budget is
+  // given back by the caller (settle, or memory_expired).
+  void expired_memory_item(std::uint64_t fp) HOPPER_REQUIRES(receiver_);
   // The delivery position: every item numbered below it was handed out, or passed over
   // (damaged, dropped). See Receiver::position.
   std::uint64_t position() const HOPPER_REQUIRES(receiver_);
@@ -286,14 +319,16 @@ class Core {
   // ---- shutdown, with no other handle left
   // The memory items, in deque order, each numbered `seq`: encode each into the buffer
   // returned, between begin_shutdown_item() and end_shutdown_item().
-  std::string& begin_shutdown_item(std::uint64_t seq) HOPPER_REQUIRES(receiver_);
-  void end_shutdown_item() HOPPER_REQUIRES(receiver_);
+  std::string& begin_shutdown_item(std::uint64_t seq, std::uint64_t at_ms) HOPPER_REQUIRES(receiver_);
+  void end_shutdown_item(std::uint64_t at_ms) HOPPER_REQUIRES(receiver_);
   // Writes the receiver's unread in-memory page, the memory items, handed-out items not
   // yet committed and sealed pages a failed write left, then the cursor, and syncs.
   // Called once, after write_all().
   Status persist() HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
 
-  Stats stats() const HOPPER_EXCLUDES(mu_);
+  // `memory_oldest_ms`: when the oldest memory item waiting was accepted (0: none waits);
+  // Queue<T> knows it.
+  Stats stats(std::uint64_t memory_oldest_ms) const HOPPER_EXCLUDES(mu_);
   std::vector<std::string> damage_report() const HOPPER_EXCLUDES(mu_);
 
  private:
@@ -338,8 +373,11 @@ class Core {
   Status load_page(const Wait& wait) HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
   void finish_page() HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
   void add_damage(std::string line) HOPPER_REQUIRES(mu_);
+  void count_expired(std::uint64_t items, std::uint64_t bytes) noexcept;
 
   const Options opt_;
+  const std::uint64_t max_age_ms_;      // Options::max_age; 0: off
+  const std::uint64_t clock_offset_ms_;  // now_ms() minus the monotonic clock, fixed at open
   std::shared_ptr<FileSystem> fs_;
   std::unique_ptr<FileLock> lock_;
 
@@ -389,6 +427,11 @@ class Core {
   std::atomic<std::uint64_t> received_{0};
   std::atomic<std::uint64_t> disk_out_{0};
   std::atomic<std::uint64_t> corrupt_items_{0};
+  // Written by the receiver alone: items (and their bytes) passed over past max_age, and
+  // when the item it handed out last from a page was accepted (0: none is being read).
+  std::atomic<std::uint64_t> expired_items_{0};
+  std::atomic<std::uint64_t> expired_bytes_{0};
+  std::atomic<std::uint64_t> reading_ms_{0};
 };
 
 }  // namespace hopper::detail

@@ -22,17 +22,19 @@
 
 namespace hopper::detail {
 
-// An item held in memory, with the footprint it was charged and the running total of
+// An item held in memory, with the footprint it was charged, the running total of
 // footprints pushed up to and including it (so that the budget of any run of consecutive
-// items is known in O(1): see Queue::settle).
+// items is known in O(1): see Queue::settle), and when it was accepted (Core::now_ms).
 template <class T>
 struct Memory {
   // A constructor, so that the deque builds it in place (clang 14 has no parenthesised
   // aggregate initialisation).
-  Memory(T&& i, std::uint64_t f, std::uint64_t t) : item(std::move(i)), footprint(f), total(t) {}
+  Memory(T&& i, std::uint64_t f, std::uint64_t t, std::uint64_t a)
+      : item(std::move(i)), footprint(f), total(t), at(a) {}
   T item;
   std::uint64_t footprint;
   std::uint64_t total;
+  std::uint64_t at;
 };
 // A marker: the next `count` items, in order, are in one page on disk (or about to be).
 struct Disk {
@@ -105,9 +107,10 @@ class Queue {
     if (const std::uint64_t bytes = encoding_size_bound(item); bytes > kMaxItemEncoding)
       return core_->refuse_encoding(bytes);
     const std::uint64_t fp = footprint(item);
+    const std::uint64_t at = core_->now_ms();  // before the lock: not a cost of holding it
     bool wake = false;
     MutexLock lk(core_->mutex());
-    Status s = send_locked(item, fp, wait, policy, wake);
+    Status s = send_locked(item, fp, at, wait, policy, wake);
     // A receiver woken under the lock would only block on the mutex this sender holds.
     lk.unlock();
     if (wake) core_->notify_receiver();
@@ -117,7 +120,8 @@ class Queue {
  private:
   // send() with the queue lock held throughout (Core's calls release it for I/O and waits
   // and take it back). `wake`: the item went to memory and the receiver waits.
-  HOPPER_INLINE_ONCE Status send_locked(T& item, std::uint64_t fp, Wait wait, FullPolicy policy, bool& wake)
+  HOPPER_INLINE_ONCE Status send_locked(T& item, std::uint64_t fp, std::uint64_t at, Wait wait, FullPolicy policy,
+                                        bool& wake)
       HOPPER_REQUIRES(core_->mutex()) {
     bool timed_out = false;
     bool needs_memory = false;  // too large for a segment, small enough for the memory budget
@@ -129,9 +133,9 @@ class Queue {
       if (core_->should_settle(fp)) settle();
       switch (core_->route(fp)) {
         case Route::memory:
-          return push_memory(item, fp, wake);
+          return push_memory(item, fp, at, wake);
         case Route::leave_disk:
-          return leave_disk_mode(item, fp, wake);
+          return leave_disk_mode(item, fp, at, wake);
         case Route::too_large:
           return core_->refuse_footprint(fp);
         case Route::no_room:
@@ -145,7 +149,7 @@ class Queue {
             core_->cancel_page_item();
             throw;
           }
-          switch (core_->end_page_item(seq)) {
+          switch (core_->end_page_item(seq, at)) {
             case SpillVerdict::accepted:
               if (core_->page_full()) {
                 seal_and_push();
@@ -160,7 +164,7 @@ class Queue {
             case SpillVerdict::too_large:
               if (core_->sync_always() || fp > core_->options().max_memory_bytes) return core_->refuse_for_segment(fp);
               // Only memory can hold it: it waits for room there, behind the open page.
-              if (core_->memory_fits(fp)) return leave_disk_mode(item, fp, wake);
+              if (core_->memory_fits(fp)) return leave_disk_mode(item, fp, at, wake);
               needs_memory = true;
               break;
             case SpillVerdict::behind:
@@ -168,14 +172,14 @@ class Queue {
               // help write them, or wait for those who are (they notify the senders) —
               // unless the disk refuses them: then the RAM they may take is used up, and
               // the full policy applies.
-              if (core_->memory_fits(fp)) return leave_disk_mode(item, fp, wake);
+              if (core_->memory_fits(fp)) return leave_disk_mode(item, fp, at, wake);
               if (core_->write_sealed()) continue;
               if (!core_->disk_refusal().ok()) break;
               if (core_->wait_sender(wait.kind == Wait::never ? Wait::always() : wait, false))
                 return Status(Errc::timeout, "the spill writer did not catch up before the deadline");
               continue;
             case SpillVerdict::full:
-              if (core_->memory_fits(fp)) return leave_disk_mode(item, fp, wake);
+              if (core_->memory_fits(fp)) return leave_disk_mode(item, fp, at, wake);
               if (core_->writer_idle_with_work()) {
                 core_->write_sealed();
                 continue;
@@ -257,11 +261,19 @@ class Queue {
   void drop_receiver() { core_->drop_receiver(); }
 
   Stats stats() {
+    std::uint64_t oldest = 0;  // when the oldest memory item waiting was accepted
     {
       MutexLock lk(core_->mutex());
       settle();
+      // The batch's first unclaimed item is older than any in the deque.
+      // (A marker at the deque's front: the chain's pages are older, Core asks them.)
+      if (settled_ < batch_size_) {
+        oldest = batch_item(settled_).at;
+      } else if (!deque_.empty()) {
+        if (auto* m = std::get_if<Memory<T>>(&deque_.front())) oldest = m->at;
+      }
     }
-    return core_->stats();
+    return core_->stats(oldest);
   }
   std::vector<std::string> damage_report() const { return core_->damage_report(); }
 
@@ -295,6 +307,12 @@ class Queue {
       }
       if (!deque_.empty()) {
         if (auto* m = std::get_if<Memory<T>>(&deque_.front())) {
+          if (core_->expired(m->at)) {
+            core_->memory_expired(m->footprint);  // passed over, never returned
+            deque_.pop_front();
+            if (!core_->holds_uncommitted() && core_->senders_waiting()) core_->notify_senders();  // room came back
+            continue;
+          }
           take_memory_item(*m, out);
           deque_.pop_front();
           const bool wake = !core_->holds_uncommitted() && core_->senders_waiting();
@@ -366,6 +384,12 @@ class Queue {
           core_->marker_taken();
           took = true;
           break;
+        }
+        if (core_->expired(m->at)) {
+          core_->memory_expired(m->footprint);  // passed over, never returned
+          deque_.pop_front();
+          took = true;
+          continue;
         }
         take_memory_item(*m, out.emplace_back());
         deque_.pop_front();
@@ -475,14 +499,23 @@ class Queue {
     if (wake) core_->notify_senders();
   }
 
-  // The next item of the batch; false when it is used up.
+  // The next item of the batch; false when it is used up. Items past Options::max_age
+  // are passed over.
   bool take_batched(T& out) HOPPER_REQUIRES(core_->receiver()) {
-    std::uint64_t first = 0;
-    if (claim(1, first) == 0) return false;
-    out = std::move(claimed_item(first).item);
-    core_->delivered_memory_item();
-    after_claim();
-    return true;
+    for (;;) {
+      std::uint64_t first = 0;
+      if (claim(1, first) == 0) return false;
+      Memory<T>& m = claimed_item(first);
+      if (core_->expired(m.at)) {
+        core_->expired_memory_item(m.footprint);  // its budget goes with the claim (settle)
+        after_claim();
+        continue;
+      }
+      out = std::move(m.item);
+      core_->delivered_memory_item();
+      after_claim();
+      return true;
+    }
   }
 
   // Appends items of the batch to `out` until it holds `limit`; false when the batch is
@@ -492,7 +525,12 @@ class Queue {
     const std::uint64_t n = claim(limit - out.size(), first);
     if (n == 0) return false;
     for (std::uint64_t i = first; i < first + n; ++i) {
-      out.push_back(std::move(claimed_item(i).item));
+      Memory<T>& m = claimed_item(i);
+      if (core_->expired(m.at)) {
+        core_->expired_memory_item(m.footprint);  // its budget goes with the claim (settle)
+        continue;
+      }
+      out.push_back(std::move(m.item));
       core_->delivered_memory_item();
     }
     after_claim();
@@ -504,26 +542,27 @@ class Queue {
   // give it back.
   void take_memory_item(Memory<T>& m, T& out) HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
     if (core_->holds_uncommitted()) {
-      std::string& held = core_->begin_held(m.footprint);
+      std::string& held = core_->begin_held(m.footprint, m.at);
       encode(m.item, held);
-      core_->end_held();
+      core_->end_held(m.at);
     }
     core_->memory_handed_out(m.footprint);
     out = std::move(m.item);
   }
 
   // `wake`: the receiver waits; send() wakes it once it has released the lock.
-  HOPPER_INLINE_ONCE Status push_memory(T& item, std::uint64_t fp, bool& wake) HOPPER_REQUIRES(core_->mutex()) {
+  HOPPER_INLINE_ONCE Status push_memory(T& item, std::uint64_t fp, std::uint64_t at, bool& wake)
+      HOPPER_REQUIRES(core_->mutex()) {
     pushed_bytes_ += fp;
-    deque_.emplace_back(std::in_place_type<Memory<T>>, std::move(item), fp, pushed_bytes_);  // in place: no variant move
+    deque_.emplace_back(std::in_place_type<Memory<T>>, std::move(item), fp, pushed_bytes_, at);  // in place: no variant move
     wake = core_->memory_pushed(fp);
     return Status();
   }
 
-  Status leave_disk_mode(T& item, std::uint64_t fp, bool& wake) HOPPER_REQUIRES(core_->mutex()) {
+  Status leave_disk_mode(T& item, std::uint64_t fp, std::uint64_t at, bool& wake) HOPPER_REQUIRES(core_->mutex()) {
     seal_and_push();  // the open page's items precede this one
     core_->leave_disk_mode();
-    return push_memory(item, fp, wake);
+    return push_memory(item, fp, at, wake);
   }
 
   // SyncPolicy::always: waits until the item numbered `seq` is synced, leading a group
@@ -616,9 +655,9 @@ class Queue {
     }
     for (std::size_t i = 0; i < deque_.size(); ++i) {
       if (auto* m = std::get_if<Memory<T>>(&deque_[i])) {
-        std::string& raw = core_->begin_shutdown_item(seqs[i]);
+        std::string& raw = core_->begin_shutdown_item(seqs[i], m->at);
         encode(m->item, raw);
-        core_->end_shutdown_item();
+        core_->end_shutdown_item(m->at);
       }
     }
     lk.unlock();

@@ -19,9 +19,9 @@ Options options() {
 }
 
 SpillVerdict offer(OpenPage& page, std::uint64_t seq, const std::string& item, bool sealed_full = false,
-                   std::uint64_t disk_in_use = 0) {
+                   std::uint64_t disk_in_use = 0, std::uint64_t at_ms = 1000) {
   page.begin_item() += item;
-  return page.end_item(seq, sealed_full, disk_in_use);
+  return page.end_item(seq, at_ms, sealed_full, disk_in_use);
 }
 
 TEST(OpenPage, ItemsAreFramedAsTheFormatSays) {
@@ -31,8 +31,34 @@ TEST(OpenPage, ItemsAreFramedAsTheFormatSays) {
   RawPage sealed = page.seal();
   EXPECT_EQ(sealed.first_seq, 7u);
   EXPECT_EQ(sealed.count, 2u);
-  EXPECT_EQ(sealed.raw, std::string("\x02\0\0\0ab\0\0\0\0", 10));
+  EXPECT_EQ(sealed.raw, std::string("\x02\0\0\0\0\0\0\0ab\0\0\0\0\0\0\0\0", 18));
   EXPECT_FALSE(page.open());
+}
+
+TEST(OpenPage, ItemsCarryTheirTimesAsOffsetsFromTheFirst) {
+  OpenPage page(options());
+  ASSERT_EQ(offer(page, 0, "a", false, 0, 5000), SpillVerdict::accepted);
+  ASSERT_EQ(offer(page, 1, "b", false, 0, 5000 + 0x01020304), SpillVerdict::accepted);
+  // A sender that read the clock just before another (and locked after it): framed as the base.
+  ASSERT_EQ(offer(page, 2, "c", false, 0, 4990), SpillVerdict::accepted);
+  RawPage sealed = page.seal();
+  EXPECT_EQ(sealed.base_ms, 5000u);
+  EXPECT_EQ(sealed.newest_ms, 5000u + 0x01020304);
+  format::ItemCursor items(sealed.raw);
+  const std::uint32_t want[] = {0, 0x01020304, 0};
+  for (std::uint32_t offset : want) {
+    ASSERT_TRUE(items.next().has_value());
+    EXPECT_EQ(items.time_offset(), offset);
+  }
+}
+
+TEST(OpenPage, AnItemTooLateForThePagesTimeFrameSealsItFirst) {
+  OpenPage page(options());
+  ASSERT_EQ(offer(page, 0, "a", false, 0, 1000), SpillVerdict::accepted);
+  EXPECT_EQ(offer(page, 1, "b", false, 0, 1000 + format::kMaxTimeOffset), SpillVerdict::accepted);
+  EXPECT_EQ(offer(page, 2, "c", false, 0, 1000 + format::kMaxTimeOffset + 1), SpillVerdict::need_seal);
+  page.seal();
+  EXPECT_EQ(offer(page, 2, "c", false, 0, 1000 + format::kMaxTimeOffset + 1), SpillVerdict::accepted);
 }
 
 TEST(OpenPage, ARefusedItemIsTakenBack) {
@@ -47,7 +73,8 @@ TEST(OpenPage, ARefusedItemIsTakenBack) {
   EXPECT_EQ(offer(page, 1, "x", false, o.max_disk_bytes - worst), SpillVerdict::accepted);
   RawPage sealed = page.seal();
   EXPECT_EQ(sealed.count, 2u);
-  EXPECT_EQ(sealed.raw, std::string("\x05\0\0\0first\x01\0\0\0x", 14)) << "refused items left nothing behind";
+  EXPECT_EQ(sealed.raw, std::string("\x05\0\0\0\0\0\0\0first\x01\0\0\0\0\0\0\0x", 22))
+      << "refused items left nothing behind";
 }
 
 TEST(OpenPage, APageThatWouldOutgrowASegmentIsSealedFirst) {
@@ -60,7 +87,8 @@ TEST(OpenPage, APageThatWouldOutgrowASegmentIsSealedFirst) {
 
 TEST(OpenPage, FullOncePageBytesAreReached) {
   OpenPage page(options());
-  ASSERT_EQ(offer(page, 0, std::string(59, 'a')), SpillVerdict::accepted);
+  // page_bytes is 64: a frame of 8 and 55 bytes, then one more frame.
+  ASSERT_EQ(offer(page, 0, std::string(55, 'a')), SpillVerdict::accepted);
   EXPECT_FALSE(page.full());
   ASSERT_EQ(offer(page, 1, ""), SpillVerdict::accepted);
   EXPECT_TRUE(page.full());

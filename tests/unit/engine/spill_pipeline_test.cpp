@@ -22,7 +22,7 @@ RawPage page(std::uint64_t first_seq, std::uint32_t count) {
   RawPage p(first_seq, 0, std::string());
   for (std::uint32_t i = 0; i < count; ++i) {
     p.begin_item() += "item";
-    p.end_item();
+    p.end_item(1000 + i);
   }
   return p;
 }
