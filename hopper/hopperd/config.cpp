@@ -414,6 +414,8 @@ OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& 
     else place.fail(k.node_of("sync"), k.name("sync"), "expected one of none, interval, always; got \"" + *v + "\"");
   }
   if (auto v = k.millis("sync_interval_ms", 1, 3600000)) o.queue.sync_interval = *v;
+  // Lines older than this when their turn comes are not delivered (0: never; at most ten years).
+  if (auto v = k.millis("max_age_ms", 0, 10ll * 366 * 24 * 3600 * 1000)) o.queue.max_age = *v;
   o.queue.manual_commit = true;
 
   if (auto v = k.size("batch_bytes", 1, 64 << 20)) o.batch_bytes = *v;
@@ -531,7 +533,8 @@ bool OutputConfig::same_as(const OutputConfig& o) const {
   const bool same_queue = a.directory == b.directory && a.max_memory_bytes == b.max_memory_bytes &&
                           a.max_disk_bytes == b.max_disk_bytes && a.segment_bytes == b.segment_bytes &&
                           a.page_bytes == b.page_bytes && a.compression_level == b.compression_level &&
-                          a.when_full == b.when_full && a.sync == b.sync && a.sync_interval == b.sync_interval;
+                          a.when_full == b.when_full && a.sync == b.sync && a.sync_interval == b.sync_interval &&
+                          a.max_age == b.max_age;
   const KafkaConfig& k = kafka;
   const KafkaConfig& l = o.kafka;
   const bool same_kafka = k.brokers == l.brokers && k.topic == l.topic && k.key_field == l.key_field &&

@@ -51,6 +51,8 @@ struct OutputCounters {
   Counter connect_failures{0};
   Counter write_errors{0};       // writes that failed or were cut by the peer
   Counter replayed_lines{0};     // lines written again after a reconnect (replay window)
+  Counter expired_held{0};       // lines of a batch taken from the queue, past max_age before it could be written
+  Counter expired_held_bytes{0};
   Counter commits{0};
   Counter commit_errors{0};
   Counter receive_errors{0};     // the queue could not read a page (I/O), retried

@@ -388,6 +388,7 @@ void Output::run() {
   Connection conn;
   std::string batch;  // in flight: received, not yet written (resent until it is)
   std::uint64_t batch_lines = 0;
+  Clock::time_point batch_taken{};  // every line of the batch was accepted before this
   struct Written {
     std::string bytes;
     std::uint64_t lines;
@@ -451,6 +452,21 @@ void Output::run() {
       }
       peak_memory = std::max(peak_memory, receiver_.stats().memory_bytes);
       counters.in_flight.store(batch_lines, std::memory_order_relaxed);  // out of the queue, not yet written
+      batch_taken = Clock::now();
+    }
+    if (config_.queue.max_age.count() > 0 && Clock::now() - batch_taken > config_.queue.max_age) {
+      // The downstream was away for longer than max_age while this batch waited: its lines
+      // are at least that old now, and go as the queue's own expired lines go. The
+      // position passes them at the next commit.
+      bump(counters.expired_held, batch_lines);
+      bump(counters.expired_held_bytes, batch.size());
+      log_->warn("output {}: {} lines taken from the queue waited past max_age_ms ({}) for the downstream; "
+                 "not delivered", config_.name, batch_lines, config_.queue.max_age.count());
+      uncommitted_ = true;
+      batch.clear();
+      batch_lines = 0;
+      counters.in_flight.store(0, std::memory_order_relaxed);
+      continue;
     }
     if (!conn.connected()) {
       Status s = conn.connect(config_.address, config_.connect_timeout, stop_, tls_.get(), config_.tls.server_name,

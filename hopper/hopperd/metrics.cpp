@@ -114,6 +114,22 @@ std::string render_metrics(const IngestCounters& in, const std::vector<Output*>&
              [](O, S s) { return s.disk_bytes; });
   per_output("hopperd_output_queue_segments", "gauge", "Segment files of the output's queue.",
              [](O, S s) { return s.segments; });
+  e.family("hopperd_output_queue_capacity_bytes", "gauge",
+           "The output queue's budgets: max_memory_bytes (tier memory), max_disk_bytes (tier disk).");
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    e.sample(output_label(*outputs[i]) + ",tier=\"memory\"", stats[i].memory_capacity_bytes);
+    e.sample(output_label(*outputs[i]) + ",tier=\"disk\"", stats[i].disk_capacity_bytes);
+  }
+  e.family("hopperd_output_queue_oldest_item_age_seconds", "gauge",
+           "How long the oldest line still in the output's queue (not yet taken by the output) has waited (0 when none).");
+  for (std::size_t i = 0; i < outputs.size(); ++i)
+    e.sample(output_label(*outputs[i]), static_cast<double>(stats[i].oldest_item_age_ms) / 1000.0);
+  per_output("hopperd_output_queue_expired_total", "counter",
+             "Lines not delivered because they were older than max_age_ms when their turn came.",
+             [](O o, S s) { return s.items_expired + read(o.counters.expired_held); });
+  per_output("hopperd_output_queue_expired_bytes_total", "counter",
+             "Their bytes (in the queue: footprint in memory, encoding on disk; taken by the output: the line).",
+             [](O o, S s) { return s.bytes_expired + read(o.counters.expired_held_bytes); });
   per_output("hopperd_output_queued_total", "counter", "Lines accepted into the output's queue.",
              [](O, S s) { return s.items_sent; });
   per_output("hopperd_output_spilled_total", "counter", "Lines that went to disk because memory was full.",

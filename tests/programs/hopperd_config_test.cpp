@@ -93,6 +93,19 @@ TEST(Config, BadPolicyNamesKeyAndLine) {
   EXPECT_NE(e.find("block"), std::string::npos) << e;
 }
 
+TEST(Config, MaxAgeIsAnOutputsQueueOption) {
+  const std::string base = "[input]\ntcp = \"127.0.0.1:1\"\n[[output]]\naddress = \"127.0.0.1:2\"\nqueue_dir = \"/q\"\n";
+  auto c = parse_config(base + "max_age_ms = 3600000\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->outputs[0].queue.max_age, std::chrono::hours(1));
+  auto off = parse_config(base, "t.toml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->outputs[0].queue.max_age.count(), 0) << "off unless set";
+  EXPECT_FALSE(c->outputs[0].same_as(off->outputs[0])) << "a changed age reopens the queue on reload";
+  const std::string e = error_of(base + "max_age_ms = -1\n");
+  EXPECT_NE(e.find("t.toml:6: output[0].max_age_ms"), std::string::npos) << e;
+}
+
 TEST(Config, BadSizeAndBadPort) {
   EXPECT_NE(error_of("[input]\ntcp = \"127.0.0.1:1\"\n[[output]]\naddress = \"127.0.0.1:2\"\nqueue_dir = \"/q\"\n"
                      "max_memory_bytes = \"lots\"\n")
