@@ -4,7 +4,7 @@
 //
 //   hopper_bench [--smoke] [--reps N] [--backlog-mib N] [--backlog-reps N]
 //                [--only ID[,ID...]] [--contenders NAME[,NAME...]] [--scale F] [--pace N] [--quiet-wait S]
-//                [--dir PATH] [--json PATH] [--label TEXT] [--list]
+//                [--dir PATH] [--json PATH] [--label TEXT] [--max-age-ms N] [--list]
 //
 // bench/run builds it, runs it and draws the charts; see docs/performance.md.
 #include <sys/statfs.h>
@@ -50,11 +50,12 @@ struct Config {
   std::fprintf(stderr,
                "usage: %s [--smoke] [--reps N] [--backlog-mib N] [--backlog-reps N] [--only ID[,ID...]]\n"
                "          [--contenders NAME[,NAME...]] [--scale F] [--pace N] [--quiet-wait S]\n"
-               "          [--dir PATH] [--json PATH] [--label TEXT] [--list]\n"
+               "          [--dir PATH] [--json PATH] [--label TEXT] [--max-age-ms N] [--list]\n"
                "  --only: workloads whose id contains one of the IDs; --contenders: only these (exact names);\n"
                "  --scale: multiply item counts (not the backlog) by F, e.g. 0.05 under valgrind\n"
                "  --pace: items/s the spill workloads' receiver takes while producers send (0 = no limit)\n"
-               "  --quiet-wait: before each run wait up to S seconds for other processes to use < 0.3 cores\n",
+               "  --quiet-wait: before each run wait up to S seconds for other processes to use < 0.3 cores\n"
+               "  --max-age-ms: Options::max_age of hopper's queues (0, the default: off)\n",
                argv0);
   std::exit(2);
 }
@@ -93,6 +94,8 @@ Config parse(int argc, char** argv) {
       c.dir = next();
     } else if (a == "--json") {
       c.json = next();
+    } else if (a == "--max-age-ms") {
+      hb::set_max_age(std::chrono::milliseconds(std::stoll(next())));
     } else if (a == "--label") {
       c.label = next();
     } else if (a == "--list") {

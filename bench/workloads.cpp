@@ -71,9 +71,12 @@ Sample from_times(const MpscTimes& t, std::uint64_t items, double seconds) {
 
 std::uint64_t rounded(const Workload& w) { return w.items / w.producers * w.producers; }
 
+std::chrono::milliseconds g_max_age{0};  // --max-age-ms: Options::max_age of every hopper queue
+
 Options memory_options(const std::filesystem::path& dir) {
   Options o;
   o.directory = dir;
+  o.max_age = g_max_age;
   o.max_memory_bytes = kMemoryBudget;
   o.max_disk_bytes = 0;  // a plain bounded in-memory queue: nothing can spill
   return o;
@@ -82,6 +85,7 @@ Options memory_options(const std::filesystem::path& dir) {
 Options spill_options(const std::filesystem::path& dir) {
   Options o;
   o.directory = dir;
+  o.max_age = g_max_age;
   o.max_memory_bytes = kSpillMemory;
   o.max_disk_bytes = 8ull << 30;
   o.page_bytes = kPage;
@@ -463,5 +467,7 @@ std::vector<Contender> contenders() {
                }});
   return v;
 }
+
+void set_max_age(std::chrono::milliseconds age) { g_max_age = age; }
 
 }  // namespace hopper::bench

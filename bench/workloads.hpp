@@ -6,6 +6,7 @@
 // durable workloads, with RocksDB's synced writes and the fdatasync limit beside it.)
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -76,5 +77,7 @@ inline const char* kSubject = "hopper";
 // full = the documented run; otherwise the seconds-long smoke mode for CI.
 std::vector<Workload> workloads(bool full, std::uint64_t backlog_bytes, int reps, int backlog_reps);
 std::vector<Contender> contenders();
+// Options::max_age of every hopper queue the workloads open (--max-age-ms; 0: off).
+void set_max_age(std::chrono::milliseconds age);
 
 }  // namespace hopper::bench

@@ -52,7 +52,8 @@ struct Options {
   // Stats::items_expired, never returned — so that after a long outage the receiver gets
   // recent data first. Age counts from acceptance by send (the queue clock: monotonic
   // while open, the wall clock across restarts; docs/architecture.md, "Age"). Whole pages
-  // past it are skipped by their header, unread. Zero: items never expire.
+  // past it are skipped by their header, unread; when the disk is full, its oldest segment
+  // goes first if it is wholly past it and unread. Zero: items never expire.
   std::chrono::milliseconds max_age{0};
 
   // The file system seam. Null means the real POSIX file system; tests pass one that

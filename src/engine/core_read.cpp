@@ -63,9 +63,9 @@ std::uint64_t Core::position() const { return read_->position(); }
 void Core::end_held(std::uint64_t at_ms) { read_->end_held(at_ms); }
 
 void Core::count_expired(std::uint64_t items, std::uint64_t bytes) noexcept {
-  // Written by the receiver alone (as received_): no read-modify-write needed.
-  expired_items_.store(expired_items_.load(std::memory_order_relaxed) + items, std::memory_order_relaxed);
-  expired_bytes_.store(expired_bytes_.load(std::memory_order_relaxed) + bytes, std::memory_order_relaxed);
+  // The receiver counts, and so does a sender reclaiming an expired segment.
+  expired_items_.fetch_add(items, std::memory_order_relaxed);
+  expired_bytes_.fetch_add(bytes, std::memory_order_relaxed);
 }
 
 void Core::expired_memory_item(std::uint64_t fp) {
@@ -111,7 +111,8 @@ Status Core::load_page(const Wait& wait) {
       const std::uint64_t lost = page.ref.count - page.skip;
       if (s.code() == Errc::io_error || s.code() == Errc::not_found) {
         if (!present) {
-          // Dropped (drop_oldest) while we were reading it.
+          // Dropped (drop_oldest) while we were reading it. (An expired segment is only
+          // reclaimed while none of its pages is being read.)
           items_dropped_ += lost;
           disk_out_.fetch_add(lost, std::memory_order_relaxed);
           read_->skip(page, false);

@@ -102,6 +102,24 @@ void Core::drop_segment(std::uint64_t number) {
   rooms_->dropping = false;
 }
 
+bool Core::reclaim_expired() {
+  if (max_age_ms_ == 0 || rooms_->dropping) return false;
+  const std::optional<std::uint64_t> oldest = rooms_->segments.oldest_live();
+  // The active segment holds the newest page written: not past the age if anything is not.
+  if (!oldest || rooms_->segments.is_active(*oldest)) return false;
+  const SpillPipeline::SegmentAge age = rooms_->pipeline.segment_age(*oldest);
+  // Every page of it still waits in the chain: none is being read, none was read.
+  if (age.pages == 0 || age.pages != rooms_->segments.pages(*oldest)) return false;
+  if (age.newest_ms == 0 || !expired(age.newest_ms)) return false;
+  (void)rooms_->pipeline.discard_segment(*oldest);
+  count_expired(age.items, age.raw_bytes);
+  disk_out_.fetch_add(age.items, std::memory_order_relaxed);
+  rooms_->dropping = true;
+  remove_segment(*oldest);
+  rooms_->dropping = false;
+  return true;
+}
+
 bool Core::drop_oldest_on_disk() {
   // Room that costs no data first: delivered segments whose unlink failed before.
   if (retry_removals()) return true;

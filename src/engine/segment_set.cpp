@@ -18,6 +18,7 @@ void SegmentSet::add(std::uint64_t number, std::uint64_t bytes, std::uint64_t pa
   HOPPER_ASSERT(s.bytes == 0 && s.removal == Removing::none, "a recovered segment added twice");
   s.bytes = bytes;
   s.unread = pages;
+  s.pages = pages;
   disk_bytes_ += bytes;
 }
 
@@ -56,6 +57,7 @@ void SegmentSet::appended(std::uint64_t number, std::uint64_t bytes, std::uint64
   s.active = true;
   s.bytes += bytes;
   ++s.unread;
+  ++s.pages;
   s.max_end = std::max(s.max_end, end);
   disk_bytes_ += bytes;
 }
@@ -166,6 +168,11 @@ Clock::time_point SegmentSet::next_retry() const {
     for (const auto& [number, seg] : segments_)
       if (seg.removal == Removing::failed) at = std::min(at, seg.retry_at);
   return at;
+}
+
+std::uint64_t SegmentSet::pages(std::uint64_t number) const {
+  auto it = segments_.find(number);
+  return it == segments_.end() ? 0 : it->second.pages;
 }
 
 std::optional<std::uint64_t> SegmentSet::oldest_live() const {

@@ -95,9 +95,11 @@ class SegmentSet {
   // When the next retry of a failed removal is due (max() when none is).
   Clock::time_point next_retry() const;
 
-  // ---- drop_oldest and lost files
+  // ---- drop_oldest, expiry and lost files
   // The oldest segment neither held nor being removed.
   std::optional<std::uint64_t> oldest_live() const;
+  // Pages found in it at open or appended since (0 when absent).
+  std::uint64_t pages(std::uint64_t number) const;
   // A file found gone: none of its pages is left to read. It stays counted until it is
   // unlinked like any segment done with (begin_removal): "not found" then takes it out of
   // the budget, and should the file be there after all (a transient fault said otherwise),
@@ -125,6 +127,7 @@ class SegmentSet {
   struct Segment {
     std::uint64_t bytes = 0;    // file size
     std::uint64_t unread = 0;   // pages in it the receiver has not finished
+    std::uint64_t pages = 0;    // pages in it (found at open or appended since)
     std::uint64_t max_end = 0;  // one past the highest sequence number in it
     bool active = false;        // the writer may still append to it
     // An unlink is under way (nobody else touches the entry meanwhile), or failed and is

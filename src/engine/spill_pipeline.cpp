@@ -195,6 +195,21 @@ void SpillPipeline::add_recovered(const format::DuePage& page) {
   publish(unread_, u);
 }
 
+SpillPipeline::SegmentAge SpillPipeline::segment_age(std::uint64_t number) const {
+  SegmentAge age;
+  bool timed = true;
+  for (const UnreadPage& u : unread_) {
+    if (u.ref.segment != number || u.discarded) continue;
+    ++age.pages;
+    age.items += u.ref.count - u.skip;
+    age.raw_bytes += u.ref.raw_len;
+    timed = timed && u.ref.newest_ms != 0;
+    age.newest_ms = std::max(age.newest_ms, u.ref.newest_ms);
+  }
+  if (!timed) age.newest_ms = 0;
+  return age;
+}
+
 std::pair<std::uint64_t, std::uint64_t> SpillPipeline::discard_segment(std::uint64_t number) {
   std::uint64_t pages = 0, items = 0;
   for (UnreadPage& u : unread_) {

@@ -159,6 +159,12 @@ class SpillPipeline {
   void unpop_unread(const UnreadPage& page) { unread_.push_front(page); }  // a read to retry
   // Marks the unread pages of `number` discarded; returns their pages and items.
   std::pair<std::uint64_t, std::uint64_t> discard_segment(std::uint64_t number);
+  // The unread pages of `number` in the chain: how many, their items and raw bytes, and
+  // the newest time of their items (0 if any of them has none: format version 1).
+  struct SegmentAge {
+    std::uint64_t pages = 0, items = 0, raw_bytes = 0, newest_ms = 0;
+  };
+  SegmentAge segment_age(std::uint64_t number) const;
   // The front sealed page may be read straight from RAM (none in flight, nobody is
   // compressing it).
   bool readable_from_ram() const;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static int checks = 0;
@@ -147,6 +148,7 @@ static void spill_commit_reopen(void) {
   hopper_stats st;
   CHECK_CODE(hopper_receiver_stats(rx, &st, sizeof st), HOPPER_OK);
   CHECK(st.items_spilled > 0); /* the budget really was exceeded */
+  CHECK(st.memory_capacity_bytes == 4096 && st.disk_capacity_bytes == 16 * 1024 * 1024);
 
   const void* item = NULL;
   size_t size = 0;
@@ -282,6 +284,35 @@ static void stats_prefix(void) {
   hopper_options_free(o);
 }
 
+/* hopper_options_set_max_age_ms: items that waited past it are passed over and counted. */
+static void max_age(void) {
+  char dir[4200];
+  make_dir(dir, sizeof dir, "age");
+  hopper_options* o = hopper_options_new(dir);
+  CHECK(o != NULL);
+  hopper_options_set_max_age_ms(o, 100);
+  hopper_sender* tx = NULL;
+  hopper_receiver* rx = NULL;
+  CHECK_CODE(hopper_open(o, &tx, &rx), HOPPER_OK);
+  hopper_options_free(o);
+  CHECK_CODE(hopper_send(tx, "old", 3), HOPPER_OK);
+  struct timespec pause = {0, 400 * 1000 * 1000};
+  nanosleep(&pause, NULL);
+  hopper_stats st;
+  CHECK_CODE(hopper_receiver_stats(rx, &st, sizeof st), HOPPER_OK);
+  CHECK(st.oldest_item_age_ms >= 300);
+  CHECK_CODE(hopper_send(tx, "new", 3), HOPPER_OK);
+  const void* item = NULL;
+  size_t size = 0;
+  CHECK_CODE(hopper_try_recv(rx, &item, &size), HOPPER_OK);
+  CHECK(same(item, size, "new"));
+  CHECK_CODE(hopper_try_recv(rx, &item, &size), HOPPER_EMPTY);
+  CHECK_CODE(hopper_receiver_stats(rx, &st, sizeof st), HOPPER_OK);
+  CHECK(st.items_expired == 1 && st.bytes_expired > 0 && st.items_received == 1);
+  hopper_sender_close(tx);
+  hopper_receiver_close(rx);
+}
+
 int main(void) {
   const char* tmp = getenv("TMPDIR");
   snprintf(base, sizeof base, "%s/hopper-c-api-XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -291,6 +322,7 @@ int main(void) {
   }
   round_trip();
   spill_commit_reopen();
+  max_age();
   errors();
   stats_prefix();
   printf("c_api_test: %d checks passed\n", checks);

@@ -153,6 +153,58 @@ TEST(MaxAge, SpilledItemsPastTheAgeArePassedOverAndTheirSegmentsGo) {
   EXPECT_TRUE(segment_files(dir.path()).empty()) << "segments of expired pages are removed as any read ones";
 }
 
+// A full disk whose oldest segment is wholly past the age makes room by it, whatever the
+// policy (here fail, which would otherwise refuse), and only by it: a segment with a page
+// not yet past the age, or one the receiver has started, stays.
+TEST(MaxAge, AFullDiskReclaimsASegmentWhollyPastTheAge) {
+  for (const bool manual : {false, true}) {
+    SCOPED_TRACE(manual ? "manual_commit" : "implicit commit");
+    TempDir dir;
+    Options o = spill_options(dir.path());
+    o.max_disk_bytes = o.segment_bytes * 3;
+    o.when_full = FullPolicy::fail;
+    o.manual_commit = manual;
+    auto ch = open<std::string>(o);
+    int sent = 0;
+    while (ch.sender.try_send("old-" + std::to_string(sent)).ok()) ++sent;
+    ASSERT_GT(ch.receiver.stats().segments, 1u);
+    EXPECT_EQ(ch.sender.try_send("refused").code(), Errc::full) << "full before the age passes";
+    std::this_thread::sleep_for(kPastAge);
+    ASSERT_TRUE(ch.sender.try_send("fresh").ok()) << "an expired segment made room";
+    const Stats st = ch.receiver.stats();
+    EXPECT_GT(st.items_expired, 0u);
+    EXPECT_EQ(st.items_dropped, 0u);
+    // Whatever is left of the old items expires as the receiver reaches it; the new one comes.
+    EXPECT_EQ(receive_now(ch.receiver, false), std::vector<std::string>{"fresh"});
+    EXPECT_EQ(ch.receiver.stats().items_expired, static_cast<std::uint64_t>(sent));
+    EXPECT_EQ(ch.receiver.position(), static_cast<std::uint64_t>(sent) + 1);
+  }
+}
+
+TEST(MaxAge, AFullDiskKeepsASegmentTheReceiverHasStarted) {
+  TempDir dir;
+  Options o = spill_options(dir.path());
+  o.max_disk_bytes = o.segment_bytes * 3;
+  o.when_full = FullPolicy::fail;
+  o.manual_commit = true;
+  auto ch = open<std::string>(o);
+  int sent = 0;
+  while (ch.sender.try_send("old-" + std::to_string(sent)).ok()) ++sent;
+  // Every memory item and the first from segment 1: handed out, not committed, so they
+  // must come back after a restart.
+  const std::uint64_t in_memory = ch.receiver.stats().memory_items;
+  std::string item;
+  for (std::uint64_t i = 0; i <= in_memory; ++i) ASSERT_TRUE(ch.receiver.try_recv(item).ok());
+  std::this_thread::sleep_for(kPastAge);
+  EXPECT_EQ(ch.sender.try_send("fresh").code(), Errc::full) << "the started segment is not reclaimed";
+  EXPECT_EQ(ch.receiver.stats().items_expired, 0u);
+  ch.sender.close();
+  ch.receiver.close();
+  const auto files = segment_files(dir.path());
+  ASSERT_FALSE(files.empty());
+  EXPECT_EQ(files.front().filename(), format::segment_file_name(1)) << "the started segment was kept";
+}
+
 TEST(MaxAge, AgeCountsAcrossARestart) {
   TempDir dir;
   Options o = spill_options(dir.path());

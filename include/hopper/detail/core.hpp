@@ -242,6 +242,11 @@ class Core {
   // segment can go, the oldest sealed page waiting in RAM. False when nothing can be
   // dropped now.
   bool drop_oldest_on_disk() HOPPER_REQUIRES(mu_);
+  // Options::max_age, when the disk is full: the oldest segment goes if every page in it is
+  // past the age and none of it has been read (so nothing of it was handed out, committed
+  // or not): its items count as expired. True when it went. Whatever the full policy: an
+  // expired item is never worth keeping a new one out.
+  bool reclaim_expired() HOPPER_REQUIRES(mu_);
 
   // ---- waiting and waking
   // A sender waits on its condition variable until notified, `wait`'s deadline, or the
@@ -427,8 +432,9 @@ class Core {
   std::atomic<std::uint64_t> received_{0};
   std::atomic<std::uint64_t> disk_out_{0};
   std::atomic<std::uint64_t> corrupt_items_{0};
-  // Written by the receiver alone: items (and their bytes) passed over past max_age, and
-  // when the item it handed out last from a page was accepted (0: none is being read).
+  // Items (and their bytes) passed over past max_age (by the receiver, or a sender that
+  // reclaimed an expired segment), and, written by the receiver alone, when the next item
+  // of the page it reads was accepted (0: none is being read).
   std::atomic<std::uint64_t> expired_items_{0};
   std::atomic<std::uint64_t> expired_bytes_{0};
   std::atomic<std::uint64_t> reading_ms_{0};
