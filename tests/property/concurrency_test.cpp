@@ -144,7 +144,7 @@ Round draw_round(std::mt19937_64& rng, const fs::path& dir, bool allow_drop) {
   // An item must be able to go somewhere, or the round tests nothing but too_large.
   const std::uint64_t largest = 12 + r.max_pad;
   if (spill) {
-    while (detail::SpillWriter::bound(4 + 8 + largest) > o.segment_bytes) o.segment_bytes *= 2;
+    while (detail::SpillWriter::bound(format::kItemPrefixSize + 8 + largest) > o.segment_bytes) o.segment_bytes *= 2;
     o.max_disk_bytes = std::max(o.max_disk_bytes, o.segment_bytes);
   } else {
     o.max_memory_bytes = std::max<std::uint64_t>(o.max_memory_bytes, 2 * (32 + largest + 1));

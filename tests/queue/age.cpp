@@ -5,6 +5,7 @@
 // the open when they lie in its future. Real time: ages are a few hundred ms, pauses twice
 // that, so a loaded machine delays the test but does not change its answer.
 #include <chrono>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -153,6 +154,19 @@ TEST(MaxAge, SpilledItemsPastTheAgeArePassedOverAndTheirSegmentsGo) {
   EXPECT_TRUE(segment_files(dir.path()).empty()) << "segments of expired pages are removed as any read ones";
 }
 
+// Three segments of disk, refusing when full; filled with "old-N" items until it refuses.
+// Returns how many were accepted.
+int fill_three_segments(const std::filesystem::path& dir, bool manual_commit, std::optional<Channel<std::string>>& ch) {
+  Options o = spill_options(dir);
+  o.max_disk_bytes = o.segment_bytes * 3;
+  o.when_full = FullPolicy::fail;
+  o.manual_commit = manual_commit;
+  ch.emplace(open<std::string>(o));
+  int sent = 0;
+  while (ch->sender.try_send("old-" + std::to_string(sent)).ok()) ++sent;
+  return sent;
+}
+
 // A full disk whose oldest segment is wholly past the age makes room by it, whatever the
 // policy (here fail, which would otherwise refuse), and only by it: a segment with a page
 // not yet past the age, or one the receiver has started, stays.
@@ -160,13 +174,9 @@ TEST(MaxAge, AFullDiskReclaimsASegmentWhollyPastTheAge) {
   for (const bool manual : {false, true}) {
     SCOPED_TRACE(manual ? "manual_commit" : "implicit commit");
     TempDir dir;
-    Options o = spill_options(dir.path());
-    o.max_disk_bytes = o.segment_bytes * 3;
-    o.when_full = FullPolicy::fail;
-    o.manual_commit = manual;
-    auto ch = open<std::string>(o);
-    int sent = 0;
-    while (ch.sender.try_send("old-" + std::to_string(sent)).ok()) ++sent;
+    std::optional<Channel<std::string>> opened;
+    const int sent = fill_three_segments(dir.path(), manual, opened);
+    Channel<std::string>& ch = *opened;
     ASSERT_GT(ch.receiver.stats().segments, 1u);
     EXPECT_EQ(ch.sender.try_send("refused").code(), Errc::full) << "full before the age passes";
     std::this_thread::sleep_for(kPastAge);
@@ -183,13 +193,9 @@ TEST(MaxAge, AFullDiskReclaimsASegmentWhollyPastTheAge) {
 
 TEST(MaxAge, AFullDiskKeepsASegmentTheReceiverHasStarted) {
   TempDir dir;
-  Options o = spill_options(dir.path());
-  o.max_disk_bytes = o.segment_bytes * 3;
-  o.when_full = FullPolicy::fail;
-  o.manual_commit = true;
-  auto ch = open<std::string>(o);
-  int sent = 0;
-  while (ch.sender.try_send("old-" + std::to_string(sent)).ok()) ++sent;
+  std::optional<Channel<std::string>> opened;
+  fill_three_segments(dir.path(), true, opened);
+  Channel<std::string>& ch = *opened;
   // Every memory item and the first from segment 1: handed out, not committed, so they
   // must come back after a restart.
   const std::uint64_t in_memory = ch.receiver.stats().memory_items;
