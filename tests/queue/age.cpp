@@ -154,8 +154,10 @@ TEST(MaxAge, SpilledItemsPastTheAgeArePassedOverAndTheirSegmentsGo) {
   EXPECT_TRUE(segment_files(dir.path()).empty()) << "segments of expired pages are removed as any read ones";
 }
 
-// Three segments of disk, refusing when full; filled with "old-N" items until it refuses.
-// Returns how many were accepted.
+// Three segments of disk, refusing when full; filled with "old-N" items until it refuses
+// with every page written (a sealed page counts at its worst compressed size until it is:
+// a refusal then may turn into room once the writer catches up). Returns how many were
+// accepted.
 int fill_three_segments(const std::filesystem::path& dir, bool manual_commit, std::optional<Channel<std::string>>& ch) {
   Options o = spill_options(dir);
   o.max_disk_bytes = o.segment_bytes * 3;
@@ -163,8 +165,12 @@ int fill_three_segments(const std::filesystem::path& dir, bool manual_commit, st
   o.manual_commit = manual_commit;
   ch.emplace(open<std::string>(o));
   int sent = 0;
-  while (ch->sender.try_send("old-" + std::to_string(sent)).ok()) ++sent;
-  return sent;
+  for (;;) {
+    const int before = sent;
+    while (ch->sender.try_send("old-" + std::to_string(sent)).ok()) ++sent;
+    EXPECT_TRUE(ch->sender.flush().ok());
+    if (sent == before) return sent;
+  }
 }
 
 // A full disk whose oldest segment is wholly past the age makes room by it, whatever the
