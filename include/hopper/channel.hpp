@@ -4,6 +4,7 @@
 #include <chrono>
 #include <iterator>
 #include <memory>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -75,6 +76,27 @@ class Sender {
   // Errc::timeout.
   Status send_for(T&& item, std::chrono::milliseconds timeout) {
     return q_ ? q_->send(item, detail::Wait::for_(timeout), drop_ ? FullPolicy::drop_oldest : FullPolicy::block)
+              : closed();
+  }
+  // Sends several items in order, as send() would one after another, but under one lock
+  // acquisition, one clock read and one wake-up of the receiver, and under
+  // SyncPolicy::always with one fdatasync wait for all of them (a group commit) instead of
+  // one each. `accepted` says how many were taken, always a prefix of `items` (those may
+  // have been moved from). Returns ok when all were taken; otherwise the status of the first
+  // item not taken (as send() would return for it: full, timeout, too_large, closed), and
+  // it and every later one are untouched. Under SyncPolicy::always, io_error when the group
+  // commit failed: the `accepted` items are in the queue but not known to be on disk (they
+  // may still be delivered). Items of other senders may come between these only where
+  // this call waits (for room, or for the disk). Thread-safe.
+  Status send_many(std::span<T> items, std::size_t& accepted) {
+    accepted = 0;
+    return q_ ? q_->send_many(items, accepted, detail::Wait::always(), policy_) : closed();
+  }
+  // send_many without waiting for room, as try_send: takes the prefix that fits now and
+  // returns Errc::full for the first item that does not.
+  Status try_send_many(std::span<T> items, std::size_t& accepted) {
+    accepted = 0;
+    return q_ ? q_->send_many(items, accepted, detail::Wait::none(), drop_ ? FullPolicy::drop_oldest : FullPolicy::fail)
               : closed();
   }
   // Everything sent so far is readable, and every spilled item is written to its segment

@@ -652,6 +652,65 @@ struct Send : Command {
   }
 };
 
+// A batch through send_many / try_send_many: a prefix is taken, in order, the rest is
+// untouched; the status is about the first item not taken.
+struct SendMany : Command {
+  int handle = 0;
+  std::vector<ItemSpec> specs;
+  bool waiting = false;  // send_many (may wait for room) rather than try_send_many
+
+  explicit SendMany(const Config& c)
+      : handle(*rc::gen::inRange(0, c.producers)),
+        specs(*rc::gen::container<std::vector<ItemSpec>>(*rc::gen::inRange(1, 7), gen_item(c))),
+        // Under FullPolicy::block, send_many could wait for ever here: the model has one thread.
+        waiting(c.when_full != FullPolicy::block && *rc::gen::arbitrary<bool>()) {}
+
+  void run(const Config& c, QueueUnderTest& q) const override {
+    (void)c;
+    std::vector<std::string> items;
+    for (const ItemSpec& spec : specs) items.push_back(q.make_item(spec));
+    const std::vector<std::string> originals = items;
+    Sender<std::string>& s = q.sender(handle);
+    std::size_t accepted = 99;
+    const Status st = waiting ? without_hanging([&] { return s.send_many(items, accepted); },
+                                                [&] { q.receiver().close(); }, "send_many")
+                              : s.try_send_many(items, accepted);
+    RC_ASSERT(accepted <= items.size());
+    for (std::size_t i = accepted; i < items.size(); ++i) RC_ASSERT(items[i] == originals[i]);  // untouched
+    if (!q.sender_open(handle)) {
+      RC_ASSERT(st.code() == Errc::closed);
+      RC_ASSERT(accepted == 0u);
+      return;
+    }
+    if (st.ok()) RC_ASSERT(accepted == items.size());
+    if (q.disturbed() && st.code() == Errc::io_error) {
+      // Under always: the batch's group commit failed; what was taken may come.
+      for (std::size_t i = 0; i < accepted; ++i) q.maybe_accepted(originals[i]);
+      return;
+    }
+    for (std::size_t i = 0; i < accepted; ++i) q.accepted(originals[i]);
+    if (st.ok()) return;
+    RC_ASSERT(accepted < items.size());
+    switch (st.code()) {
+      case Errc::full:
+        RC_ASSERT(q.disturbed() || !waiting || c.when_full == FullPolicy::fail);
+        break;
+      case Errc::too_large:
+        break;
+      case Errc::timeout:
+        RC_ASSERT(q.disturbed());
+        break;
+      default:
+        RC_FAIL("unexpected send_many status " + st.message());
+    }
+  }
+
+  void show(std::ostream& os) const override {
+    os << (waiting ? "send_many" : "try_send_many") << " on sender " << handle << ":";
+    for (const ItemSpec& spec : specs) os << " " << spec;
+  }
+};
+
 // ---- receives -------------------------------------------------------------------------
 
 // A receive found nothing: which codes fit, and the model must be drained.
@@ -924,8 +983,8 @@ RC_GTEST_PROP(Model, RandomCommandSequencesMatchADeque, ()) {
   // Sends are the most frequent command; the others come often enough to interleave.
   rc::state::check(config, q,
                    rc::state::gen::execOneOfWithArgs<
-                       Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>,
-                       Checked<Recv>, Checked<Recv>, Checked<Recv>, Checked<RecvMany>, Checked<Drain>,
+                       Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<SendMany>,
+                       Checked<SendMany>, Checked<Recv>, Checked<Recv>, Checked<Recv>, Checked<RecvMany>, Checked<Drain>,
                        Checked<Flush>, Checked<Commit>, Checked<CommitAt>, Checked<CloseSender>,
                        Checked<Reopen>, Checked<CorruptReopen>>());
 }
@@ -943,8 +1002,8 @@ RC_GTEST_PROP(Model, RandomCommandSequencesWithDiskFaults, ()) {
   QueueUnderTest q(config, dir.path(), test::FaultFileSystem::create(*rc::gen::inRange<std::uint64_t>(1, 1u << 30)));
   rc::state::check(config, q,
                    rc::state::gen::execOneOfWithArgs<
-                       Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>,
-                       Checked<Recv>, Checked<Recv>, Checked<Recv>, Checked<RecvMany>, Checked<Drain>,
+                       Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<Send>, Checked<SendMany>,
+                       Checked<SendMany>, Checked<Recv>, Checked<Recv>, Checked<Recv>, Checked<RecvMany>, Checked<Drain>,
                        Checked<Flush>, Checked<Commit>, Checked<CommitAt>, Checked<CloseSender>,
                        Checked<Reopen>, Checked<ArmFault>, Checked<ArmFault>, Checked<Heal>, Checked<PowerCut>>());
 }

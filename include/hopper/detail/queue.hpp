@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
+#include <span>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -133,11 +135,70 @@ class Queue {
     return s;
   }
 
+  // Sends items[0..] in order under one lock acquisition (released only where send()
+  // would release it: page I/O and waits), one clock read and one wake-up of the receiver;
+  // under SyncPolicy::always one wait for the last accepted item's fdatasync (a group
+  // commit) instead of one per item. `accepted`: how many, a prefix; the first item not
+  // accepted gives the status, it and those after it are untouched. `policy`/`wait` as
+  // for send(): each item first tries without waiting; an item that must wait for room
+  // wakes the receiver first (it may be the one to make room).
+  Status send_many(std::span<T> items, std::size_t& accepted, Wait wait, FullPolicy policy) {
+    accepted = 0;
+    if (items.empty()) return Status();
+    const std::uint64_t at = core_->now_ms();
+    const bool may_wait = wait.kind != Wait::never && policy != FullPolicy::fail;
+    bool wake = false;
+    // SyncPolicy::always: the accepted items' numbers, as runs [first, end) (other senders'
+    // items come between only where the lock was released).
+    std::vector<std::pair<std::uint64_t, std::uint64_t>> unsynced;
+    Status s;
+    MutexLock lk(core_->mutex());
+    for (T& item : items) {
+      if (const std::uint64_t bytes = encoding_size_bound(item); bytes > kMaxItemEncoding) {
+        s = core_->refuse_encoding(bytes);
+        break;
+      }
+      const std::uint64_t fp = footprint(item);
+      std::optional<std::uint64_t> seq;
+      bool woke = false;
+      s = send_locked(item, fp, at, Wait::none(), policy == FullPolicy::block ? FullPolicy::fail : policy, woke, &seq);
+      if (s.code() == Errc::full && may_wait) {
+        if (wake) {  // what this batch pushed so far may be what the receiver waits for
+          lk.unlock();
+          core_->notify_receiver();
+          wake = false;
+          lk.lock();
+        }
+        s = send_locked(item, fp, at, wait, policy, woke, &seq);
+      }
+      wake |= woke;
+      if (!s.ok()) break;
+      ++accepted;
+      if (seq) {
+        if (!unsynced.empty() && unsynced.back().second == *seq) ++unsynced.back().second;
+        else unsynced.emplace_back(*seq, *seq + 1);
+      }
+    }
+    // The first wait covers the batch (one group commit); the others find their item
+    // durable at once, or its page failed (a failed page does not stop later ones being
+    // written, so every item is asked after: each failed item is answered once).
+    Status synced;
+    for (const auto& [first, end] : unsynced)
+      for (std::uint64_t seq = first; seq < end; ++seq)
+        if (Status d = await_durable(seq); !d.ok() && synced.ok()) synced = d;
+    if (!synced.ok()) s = synced;
+    lk.unlock();
+    if (wake) core_->notify_receiver();
+    return s;
+  }
+
  private:
   // send() with the queue lock held throughout (Core's calls release it for I/O and waits
   // and take it back). `wake`: the item went to memory and the receiver waits.
+  // `durable_seq` (send_many): under SyncPolicy::always, set to the accepted item's number
+  // instead of waiting for its fdatasync; the caller waits once for the last.
   HOPPER_INLINE_ONCE Status send_locked(T& item, std::uint64_t fp, std::uint64_t at, Wait wait, FullPolicy policy,
-                                        bool& wake)
+                                        bool& wake, std::optional<std::uint64_t>* durable_seq = nullptr)
       HOPPER_REQUIRES(core_->mutex()) {
     bool timed_out = false;
     bool needs_memory = false;  // too large for a segment, small enough for the memory budget
@@ -171,7 +232,13 @@ class Queue {
                 seal_and_push();
                 core_->write_sealed();
               }
-              if (core_->sync_always()) return await_durable(seq);
+              if (core_->sync_always()) {
+                if (durable_seq) {
+                  *durable_seq = seq;
+                  return Status();
+                }
+                return await_durable(seq);
+              }
               return Status();
             case SpillVerdict::need_seal:
               seal_and_push();
