@@ -8,6 +8,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 
@@ -67,8 +68,11 @@ class Output {
   Output& operator=(const Output&) = delete;
 
   const OutputConfig& config() const noexcept { return config_; }
-  // Never waits. On a non-ok status `line` is untouched.
-  hopper::Status try_send(std::string&& line) { return sender_.try_send(std::move(line)); }
+  // Takes a prefix of `lines` (those may be moved from) without waiting for room; see
+  // Sender::try_send_many. Thread-safe.
+  hopper::Status try_send_many(std::span<std::string> lines, std::size_t& taken) {
+    return sender_.try_send_many(lines, taken);
+  }
   hopper::Stats stats() const { return receiver_.stats(); }
   std::shared_ptr<OutputCounters> shared_counters() const { return counters_; }
   BacklogClock& backlog() noexcept { return backlog_; }

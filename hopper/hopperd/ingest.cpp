@@ -1,6 +1,9 @@
 #include "hopperd/ingest.hpp"
 
+#include <algorithm>
 #include <array>
+#include <span>
+#include <utility>
 #include <optional>
 
 #include <fcntl.h>
@@ -18,41 +21,72 @@ using Clock = std::chrono::steady_clock;
 // ---- FanOut ---------------------------------------------------------------------------
 
 FanOut::FanOut(std::vector<Output*> outputs, std::shared_ptr<spdlog::logger> log)
-    : outputs_(std::move(outputs)), log_(std::move(log)) {
-  for (std::size_t i = 0; i < outputs_.size() && i < 32; ++i) all_ |= 1u << i;
+    : outputs_(std::move(outputs)), log_(std::move(log)) {}
+
+bool FanOut::offer(LineBatch& batch, Transport transport) {
+  const std::size_t n = batch.lines.size();
+  batch.done.resize(outputs_.size(), 0);
+  const Clock::time_point now = Clock::now();
+  bool all_done = true;
+  for (std::size_t i = 0; i < outputs_.size(); ++i) {
+    std::size_t& done = batch.done[i];
+    if (done == n) continue;
+    Output& out = *outputs_[i];
+    bool last = true;  // every other output is done with the batch: this one may move the lines
+    for (std::size_t j = 0; j < outputs_.size() && last; ++j) last = j == i || batch.done[j] == n;
+    std::span<std::string> rest(batch.lines.data() + done, n - done);
+    if (!last) {
+      copy_.assign(rest.begin(), rest.end());
+      rest = copy_;
+    }
+    std::size_t off = 0;  // of `rest`, taken or dropped
+    std::uint64_t taken_all = 0;
+    while (off < rest.size()) {
+      std::size_t taken = 0;
+      const Status s = out.try_send_many(rest.subspan(off), taken);
+      off += taken;
+      taken_all += taken;
+      if (s.ok()) break;
+      if (off == rest.size()) {  // sync = "always": queued, but the fdatasync failed
+        dropped(out, s, 0, transport);
+        break;
+      }
+      if (s.code() == Errc::full && transport == Transport::tcp &&
+          out.config().queue.when_full == hopper::FullPolicy::block) {
+        all_done = false;  // back-pressure: the connection waits for room
+        break;
+      }
+      // Full (not blocking): the rest of the batch goes too; anything else is about this line.
+      const std::size_t lost = s.code() == Errc::full ? rest.size() - off : 1;
+      dropped(out, s, lost, transport);
+      off += lost;
+    }
+    if (taken_all > 0) out.backlog().accepted(taken_all, now);
+    done += off;
+  }
+  return all_done;
 }
 
-bool FanOut::offer(std::string& line, std::uint32_t& pending, Transport transport) {
-  for (std::size_t i = 0; i < outputs_.size() && pending != 0; ++i) {
-    const std::uint32_t bit = 1u << i;
-    if (!(pending & bit)) continue;
-    Output& out = *outputs_[i];
-    // The last output still owed the line gets it by move; a refused item is untouched.
-    const Status s = pending == bit ? out.try_send(std::move(line)) : out.try_send(std::string(line));
-    if (s.ok()) {
-      pending &= ~bit;
-      out.backlog().accepted(1, Clock::now());
-      continue;
-    }
-    if (s.code() == Errc::full && transport == Transport::tcp &&
-        out.config().queue.when_full == hopper::FullPolicy::block)
-      continue;  // back-pressure: the connection waits for room
-    pending &= ~bit;
-    std::uint64_t held = 0;
-    if (s.code() == Errc::full) {
-      bump(out.counters.dropped_full);
-      if (full_warning_.allow(held))
-        log_->warn("output {}: queue full (memory and disk budgets), {} line dropped{}", out.config().name,
-                   transport == Transport::udp ? "UDP" : "TCP",
-                   held ? fmt::format(" ({} more drops not logged)", held) : std::string());
-    } else {
-      bump(out.counters.dropped_error);
-      if (error_warning_.allow(held))
-        log_->warn("output {}: line not queued: {}{}", out.config().name, s.message(),
-                   held ? fmt::format(" ({} more not logged)", held) : std::string());
-    }
+void FanOut::dropped(Output& out, const Status& s, std::uint64_t lines, Transport transport) {
+  std::uint64_t held = 0;
+  if (lines == 0) {
+    if (error_warning_.allow(held))
+      log_->warn("output {}: lines queued, but not known to be on disk: {}{}", out.config().name, s.message(),
+                 held ? fmt::format(" ({} more not logged)", held) : std::string());
+    return;
   }
-  return pending == 0;
+  if (s.code() == Errc::full) {
+    bump(out.counters.dropped_full, lines);
+    if (full_warning_.allow(held))
+      log_->warn("output {}: queue full (memory and disk budgets), {} {} dropped{}", out.config().name, lines,
+                 transport == Transport::udp ? "UDP line(s)" : "TCP line(s)",
+                 held ? fmt::format(" ({} more drops not logged)", held) : std::string());
+  } else {
+    bump(out.counters.dropped_error, lines);
+    if (error_warning_.allow(held))
+      log_->warn("output {}: line not queued: {}{}", out.config().name, s.message(),
+                 held ? fmt::format(" ({} more not logged)", held) : std::string());
+  }
 }
 
 // ---- TcpSession -----------------------------------------------------------------------
@@ -89,9 +123,15 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
       self->read();
     });
   }
-  // A line read but not yet queued everywhere (its queue was full under `block`).
-  bool holds_line() const noexcept { return pending_ != 0; }
-  std::uint32_t& pending() noexcept { return pending_; }
+  // Lines read but not yet queued everywhere (a queue was full under `block`): how many
+  // some output has not taken.
+  std::size_t held_lines() const noexcept {
+    if (batch_.empty()) return 0;
+    std::size_t least = batch_.lines.size();
+    for (std::size_t d : batch_.done) least = std::min(least, d);
+    return batch_.lines.size() - least;
+  }
+  LineBatch& batch() noexcept { return batch_; }
   // Waiting for the client (not for a full queue) for at least `limit`.
   bool idle_for(Clock::time_point now, std::chrono::milliseconds limit) const noexcept {
     if (closed_ || paused_) return false;
@@ -136,8 +176,12 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   void process() {
     if (closed_) return;
     FanOut& fan = in_.fan_out();
-    if (pending_ != 0 && !fan.offer(line_, pending_, Transport::tcp)) return wait();
+    if (!batch_.empty()) {
+      if (!fan.offer(batch_, Transport::tcp)) return wait();
+      batch_.clear();
+    }
     paused_ = false;
+    std::uint64_t lines = 0;
     for (;;) {
       const LineFramer::Event ev = framer_.next();
       if (ev.kind == LineFramer::Event::need_more) break;
@@ -145,10 +189,18 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
         in_.drop(ev.reason, Transport::tcp);
         continue;
       }
-      bump(in_.counters().tcp_lines);
-      line_.assign(ev.line);
-      pending_ = fan.all();
-      if (!fan.offer(line_, pending_, Transport::tcp)) return wait();
+      ++lines;
+      batch_.lines.emplace_back(ev.line);
+      if (batch_.lines.size() == kBatchLines) {
+        bump(in_.counters().tcp_lines, std::exchange(lines, 0));
+        if (!fan.offer(batch_, Transport::tcp)) return wait();
+        batch_.clear();
+      }
+    }
+    bump(in_.counters().tcp_lines, lines);
+    if (!batch_.empty()) {
+      if (!fan.offer(batch_, Transport::tcp)) return wait();
+      batch_.clear();
     }
     if (eof_) {
       close();
@@ -175,10 +227,10 @@ class TcpSession : public std::enable_shared_from_this<TcpSession> {
   std::shared_ptr<asio::ssl::context> tls_context_;  // outlives tls_ (declared before it)
   std::optional<asio::ip::tcp::socket> plain_;
   std::optional<asio::ssl::stream<asio::ip::tcp::socket>> tls_;
+  static constexpr std::size_t kBatchLines = 1024;  // offered at once, at most
   std::array<char, 32 * 1024> buf_;  // per connection: 1,024 clients cost 32 MiB
-  std::string line_;            // the line being offered
+  LineBatch batch_;  // the lines being offered (some outputs may have taken them already)
   std::string peer_;
-  std::uint32_t pending_ = 0;   // outputs that still owe it a place
   Clock::time_point last_activity_;
   bool handshaking_ = false;
   bool paused_ = false;
@@ -338,12 +390,15 @@ void Ingest::commit(const Config& next) {
 
 void Ingest::set_fan_out(FanOut& fan_out, const std::vector<int>& remap) {
   fan_out_ = &fan_out;
+  // A batch held for a full queue keeps each output's place; an output added by the reload
+  // does not get lines read before it existed.
   for (auto& s : sessions_) {
-    std::uint32_t& p = s->pending();
-    std::uint32_t mapped = 0;
-    for (std::size_t i = 0; i < remap.size() && i < 32; ++i)
-      if ((p & (1u << i)) && remap[i] >= 0) mapped |= 1u << remap[i];
-    p = mapped;
+    LineBatch& b = s->batch();
+    if (b.empty()) continue;
+    std::vector<std::size_t> done(fan_out.outputs().size(), b.lines.size());
+    for (std::size_t i = 0; i < remap.size() && i < b.done.size(); ++i)
+      if (remap[i] >= 0) done[static_cast<std::size_t>(remap[i])] = b.done[i];
+    b.done = std::move(done);
   }
 }
 
@@ -515,13 +570,14 @@ void Ingest::receive(UdpListener& u) {
     if (!ec) {  // a datagram read before a reload closed its socket is still relayed
       bump(counters_.udp_datagrams);
       bump(counters_.udp_bytes, n);
+      udp_batch_.clear();
       for_each_datagram_line(std::string_view(u.buffer.data(), n), config_->max_line_bytes, [&](const LineCheck& c) {
         if (!c.ok) return drop(c.reason, Transport::udp);
-        bump(counters_.udp_lines);
-        std::string line(c.line);
-        std::uint32_t pending = fan_out_->all();
-        (void)fan_out_->offer(line, pending, Transport::udp);  // UDP cannot wait: full is a drop
+        udp_batch_.lines.emplace_back(c.line);
       });
+      bump(counters_.udp_lines, udp_batch_.lines.size());
+      (void)fan_out_->offer(udp_batch_, Transport::udp);  // UDP cannot wait: full is a drop
+      udp_batch_.clear();
     } else {
       bump(counters_.read_errors);
     }
@@ -568,7 +624,7 @@ void Ingest::stop() {
   abandon();
   std::size_t held = 0;
   for (auto& s : sessions_) {
-    if (s->holds_line()) ++held;
+    held += s->held_lines();
     s->close();
   }
   if (held > 0)

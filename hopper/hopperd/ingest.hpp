@@ -23,21 +23,38 @@
 
 namespace hopperd {
 
-// Offers one line to every output. An output whose queue is full under FullPolicy::block
-// keeps its bit in `pending` (the caller retries later and stops reading meanwhile); any
-// other refusal is counted as a drop for that output. Used on the I/O thread only (the
-// outputs' try_send is thread-safe; their backlog clocks are the I/O thread's).
+// Lines cut from one read (or datagram), offered to every output together: each output
+// takes them with one try_send_many (one lock of its queue, one clock read, and under
+// sync = "always" one fdatasync for all of them instead of one per line).
+struct LineBatch {
+  std::vector<std::string> lines;
+  std::vector<std::size_t> done;  // per output: how many of `lines` it took or dropped
+  bool empty() const noexcept { return lines.empty(); }
+  void clear() noexcept {
+    lines.clear();
+    done.clear();
+  }
+};
+
+// Offers batches of lines to every output. An output whose queue is full under
+// FullPolicy::block keeps its place in the batch (the caller offers it again later and
+// stops reading meanwhile); any other refusal is counted as a drop for that output (on
+// `full`, of the rest of the batch). Used on the I/O thread only (the outputs'
+// try_send_many is thread-safe; their backlog clocks are the I/O thread's).
 class FanOut {
  public:
   explicit FanOut(std::vector<Output*> outputs, std::shared_ptr<spdlog::logger> log);
-  std::uint32_t all() const noexcept { return all_; }
-  // True when no output is left pending. `line` may be moved from only then.
-  bool offer(std::string& line, std::uint32_t& pending, Transport transport);
+  // True when every output is done with every line of `batch` (clear it then). The last
+  // output still owed the lines takes them by move, the others a copy.
+  bool offer(LineBatch& batch, Transport transport);
   const std::vector<Output*>& outputs() const noexcept { return outputs_; }
 
  private:
+  // `out` did not take `lines` (refused with `s`): counted and logged, rate-limited.
+  void dropped(Output& out, const hopper::Status& s, std::uint64_t lines, Transport transport);
+
   std::vector<Output*> outputs_;
-  std::uint32_t all_ = 0;
+  std::vector<std::string> copy_;  // the lines for an output that may not move them
   std::shared_ptr<spdlog::logger> log_;
   RateLimit full_warning_;
   RateLimit error_warning_;
@@ -117,6 +134,7 @@ class Ingest {
   asio::io_context& io_;
   const Config* config_;
   FanOut* fan_out_;
+  LineBatch udp_batch_;  // the lines of the datagram being offered
   IngestCounters& counters_;
   std::shared_ptr<spdlog::logger> log_;
   std::shared_ptr<asio::ssl::context> tls_;  // the TLS listeners' (sessions hold theirs)

@@ -5,7 +5,9 @@
    Many concurrent TCP clients; per-client order is checked at each output.
 2. when_full = block with tiny budgets and the downstream away: hopperd stops reading TCP
    (the client is pushed back by the kernel), memory and disk stay within their budgets,
-   UDP lines are counted as dropped; when the downstream returns, every TCP line arrives."""
+   UDP lines are counted as dropped; when the downstream returns, every TCP line arrives.
+   A second output beside it gets every line too (the lines read at once are offered to
+   both: the one that waits keeps its place, and gets the lines unmoved)."""
 
 import random
 import socket
@@ -81,6 +83,7 @@ sink_b.stop(keep_port=False)
 
 # ---- 2. back-pressure under when_full = block ------------------------------------------
 sink_c = Sink().reserve()
+sink_d = Sink().start()
 MEM, DISK = 16 * 1024, 192 * 1024
 config = f"""
 [input]
@@ -99,6 +102,10 @@ page_bytes = "8KiB"
 when_full = "block"
 backoff_initial_ms = 50
 backoff_max_ms = 300
+[[output]]
+name = "d"
+address = "127.0.0.1:{sink_d.port}"
+queue_dir = "{work}/qd"
 """
 hd = Hopperd(a.hopperd, work, config, "backpressure").start()
 rnd = random.Random(7)
@@ -139,7 +146,12 @@ check(sender.finished(120), "the client finishes once the downstream is back")
 wait_for(lambda: sink_c.has_all(lines), 60, "every TCP line at the downstream")
 got = [l for l in first_occurrences(sink_c.snapshot()) if l.startswith("bp.test.")]
 check(got == lines, "all %d TCP lines arrived, in order, none lost" % N)
+wait_for(lambda: sink_d.has_all(lines), 60, "every TCP line at the other output's downstream")
+got = [l for l in first_occurrences(sink_d.snapshot()) if l.startswith("bp.test.")]
+check(got == lines, "the other output got all %d TCP lines too, in order" % N)
+check(hd.metric('hopperd_output_dropped_total{output="d"}') == 0, "the other output dropped nothing")
 rc, _ = hd.stop()
 check(rc == 0, "hopperd exits 0")
 sink_c.stop(keep_port=False)
+sink_d.stop(keep_port=False)
 print("1 passed, 0 failed")
