@@ -12,6 +12,14 @@
 
 #include <hopper/footprint.hpp>
 
+// Without it, the library's own Queue<std::string> (compiled with the default footprint)
+// would be used, whatever this file says: lines charged 93 bytes for 144 of heap, and the
+// budget held half as much again (found in the memory benchmark; hopper/CMakeLists.txt
+// defines it for every file of hopperd).
+#ifndef HOPPER_NO_EXTERN_STRING_QUEUE
+#error "hopperd must be compiled with HOPPER_NO_EXTERN_STRING_QUEUE (see include/hopper/channel.hpp)"
+#endif
+
 namespace hopper {
 
 // A line's footprint is what it really costs the process, not only its characters: the

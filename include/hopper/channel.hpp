@@ -274,13 +274,18 @@ Result<Channel<T>> channel(const Options& options) {
   return Channel<T>{Sender<T>(q, options.when_full), Receiver<T>(q)};
 }
 
-// Queues of std::string (hopperd's, and the usual choice for lines and records) are compiled
-// once, into the library (src/instances.cpp): a file that uses them parses these templates
-// but does not instantiate or optimise them again, which is about a quarter of its compile
-// time (docs/architecture.md, "Compile cost").
+// Queues of std::string (the usual choice for lines and records) are compiled once, into
+// the library (src/instances.cpp): a file that uses them parses these templates but does
+// not instantiate or optimise them again, which is about a quarter of its compile time
+// (docs/architecture.md, "Compile cost"). That instantiation charges the default
+// Footprint<std::string>: a program that specializes it must define
+// HOPPER_NO_EXTERN_STRING_QUEUE in every file (as a compile definition), so that its own
+// instantiation, with its footprint, is the one used.
+#ifndef HOPPER_NO_EXTERN_STRING_QUEUE
 extern template class detail::Queue<std::string>;
 extern template class Sender<std::string>;
 extern template class Receiver<std::string>;
 extern template Result<Channel<std::string>> channel<std::string>(const Options&);
+#endif
 
 }  // namespace hopper

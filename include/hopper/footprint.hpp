@@ -18,7 +18,9 @@ namespace hopper {
 //                    static std::uint64_t of(const MyType&) noexcept; };
 //   2. or give the type a member  std::uint64_t hopper_footprint() const noexcept;
 // The value must not change while the item sits in the queue (it is computed once,
-// when the item is accepted, and given back when it leaves).
+// when the item is accepted, and given back when it leaves). For std::string, whose queue
+// the library compiles in advance with the default, also define
+// HOPPER_NO_EXTERN_STRING_QUEUE for every file of the program (channel.hpp).
 template <class T, class = void>
 struct Footprint;
 

@@ -1,10 +1,15 @@
-// hopperd's line handling: framing of TCP streams, datagram splitting, and what is dropped.
+// hopperd's line handling: framing of TCP streams, datagram splitting, what is dropped, and
+// what a queued line is charged.
 #include <gtest/gtest.h>
 
 #include <string>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
+#include "hopperd/egress.hpp"
 #include "hopperd/lines.hpp"
+#include "test_util.hpp"
 
 namespace hopperd {
 namespace {
@@ -138,6 +143,29 @@ TEST(Datagram, TrailingNewlineMakesNoEmptyLine) {
   for_each_datagram_line("a:1|c\n", 100, [&](const LineCheck& c) { c.ok ? ++n : ++dropped; });
   EXPECT_EQ(n, 1);
   EXPECT_EQ(dropped, 0);
+}
+
+// A line is charged what it costs the heap (hopperd/queue_item.hpp), through the queue
+// hopperd's own code sends to: the library's precompiled Queue<std::string> would charge
+// the default (the string object and its capacity), and the memory budget would hold half
+// as much again as it says.
+TEST(LineQueue, ALineIsChargedHopperdsFootprintNotTheLibrarysDefault) {
+  hopper::test::TempDir dir;
+  OutputConfig c;
+  c.name = "q";
+  c.address = Endpoint{"127.0.0.1", 9};
+  c.queue.directory = dir.path();
+  c.queue.max_memory_bytes = 1 << 20;
+  auto out = Output::open(c, spdlog::default_logger());
+  ASSERT_TRUE(out.ok()) << out.status().message();
+  const std::string line(61, 'x');
+  std::vector<std::string> lines{line};
+  std::size_t taken = 0;
+  ASSERT_TRUE((*out)->try_send_many(lines, taken).ok());
+  ASSERT_EQ(taken, 1u);
+  const std::uint64_t charged = (*out)->stats().memory_bytes;
+  EXPECT_EQ(charged, hopper::Footprint<std::string>::of(line));
+  EXPECT_EQ(charged, 64u + 80u) << "a 61-byte line: its 64-byte slot and an 80-byte malloc chunk";
 }
 
 }  // namespace
