@@ -45,10 +45,19 @@ std::string errno_text(int err) { return std::strerror(err); }
 
 }  // namespace
 
-// glibc keeps freed heap mapped (in every thread's arena) for reuse; after a backlog has
-// drained that is tens of megabytes the process no longer needs. malloc_trim returns the
-// free pages of every arena to the kernel.
-void give_back_memory() noexcept { ::malloc_trim(0); }
+// jemalloc's control interface, when the process has it (hopperd is linked with it unless
+// built with sanitizers): weak, so that the parts also link without it (the tests).
+extern "C" int mallctl(const char* name, void* oldp, std::size_t* oldlenp, void* newp, std::size_t newlen)
+    __attribute__((weak));
+
+// Freed heap stays mapped for reuse; after a backlog has drained that is tens of megabytes
+// the process no longer needs. With jemalloc: purge every arena's unused dirty pages now
+// (4096 is MALLCTL_ARENAS_ALL) rather than over the next seconds of allocator activity;
+// with glibc's malloc: malloc_trim returns the free pages of every arena to the kernel.
+void give_back_memory() noexcept {
+  if (mallctl != nullptr && mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0) == 0) return;
+  ::malloc_trim(0);
+}
 
 // ---- Connection -----------------------------------------------------------------------
 
