@@ -195,6 +195,11 @@ void KafkaEgress::serve(std::chrono::milliseconds wait) {
 }
 
 void KafkaEgress::update_gauges() {
+  if (delivered_unpublished_ > 0) {
+    bump(counters_.delivered, delivered_unpublished_);
+    delivered_unpublished_ = 0;
+    counters_.connected.store(1, std::memory_order_relaxed);  // a broker answered
+  }
   if (auto through = window_.pop_settled()) acked_end_ = *through;  // the front is now unsettled
   // The transitions, once each, in hopperd's words (librdkafka's own messages are
   // rate-limited above, and it suppresses repeated ones itself).
@@ -276,9 +281,8 @@ void KafkaEgress::delivery(const rd_kafka_message_t& msg) {
   if (!e || e->state != AckWindow::State::sent) return;
   if (msg.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     window_.settle(id, AckWindow::State::done);
-    bump(counters_.delivered);
+    ++delivered_unpublished_;  // published once per poll (update_gauges), not per line
     acked_bytes_ += e->line.size();
-    counters_.connected.store(1, std::memory_order_relaxed);  // a broker answered
     return;
   }
   if (permanent(msg.err)) {

@@ -141,6 +141,7 @@ class KafkaEgress {
   std::uint64_t acked_end_ = 0;      // everything before this queue position is settled
   std::uint64_t committed_end_ = 0;  // ... and committed
   std::uint64_t acked_bytes_ = 0;    // settled since the last commit
+  std::uint64_t delivered_unpublished_ = 0;  // acknowledged, not yet in counters_.delivered
   std::chrono::steady_clock::time_point last_commit_{};
   bool reachable_logged_ = false;  // what the log last said about the brokers
   std::chrono::steady_clock::time_point unreachable_at_{};

@@ -95,8 +95,12 @@ std::string& ReadPath::begin_held(std::uint64_t footprint, std::uint64_t at_ms) 
   held_footprints_.push_back(footprint);
   // deliver_seq_ is the number of the item about to be handed out.
   if (held_.empty() || held_.back().end_seq() != deliver_seq_ || held_.back().raw.size() >= page_bytes_ ||
-      !held_.back().time_fits(at_ms))
+      !held_.back().time_fits(at_ms)) {
     held_.emplace_back(deliver_seq_, 0, std::string());
+    // Room for the page at once: grown by appends, it would be copied again at each
+    // doubling (as much copying as the items themselves, per held item).
+    held_.back().raw.reserve(page_bytes_);
+  }
   return held_.back().begin_item();
 }
 
