@@ -142,6 +142,12 @@ std::string render_metrics(const IngestCounters& in, const std::vector<Output*>&
              [](O, S s) { return s.corrupt_items; });
   per_output("hopperd_output_queue_dropped_total", "counter", "Lines discarded by when_full = drop_oldest.",
              [](O, S s) { return s.items_dropped; });
+  per_output("hopperd_output_queue_syncs_total", "counter",
+             "fdatasync calls on the output queue's segment files (sync = \"always\": one per group commit).",
+             [](O, S s) { return s.syncs; });
+  per_output("hopperd_output_queue_sync_errors_total", "counter",
+             "Failed fdatasync or directory fsync calls of the output queue's segments.",
+             [](O, S s) { return s.sync_errors; });
   per_output("hopperd_output_delivered_total", "counter", "Lines written to the downstream (committed).",
              [](O o, S) { return read(o.counters.delivered); });
   per_output("hopperd_output_bytes_written_total", "counter", "Bytes written to the downstream (replays excluded).",
