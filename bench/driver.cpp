@@ -2,7 +2,7 @@
 // contender run alternately several times in one process; prints a table as it goes, and
 // writes medians, spreads, same-run ratios, targets and the backlog timeline as JSON.
 //
-//   hopper_bench [--smoke] [--reps N] [--backlog-mib N] [--backlog-reps N]
+//   hopper_bench [--smoke] [--reps N] [--backlog-mib N] [--backlog-reps N] [--cold-reopen]
 //                [--only ID[,ID...]] [--contenders NAME[,NAME...]] [--scale F] [--pace N] [--quiet-wait S]
 //                [--dir PATH] [--json PATH] [--label TEXT] [--max-age-ms N] [--list]
 //
@@ -34,6 +34,7 @@ struct Config {
   int reps = 5;
   int backlog_reps = 3;
   std::uint64_t backlog_mib = 2048;
+  bool cold_reopen = false;  // the backlog's files out of the page cache before its reopen
   std::vector<std::string> only;
   std::vector<std::string> who;  // contenders to run (all when empty)
   double scale = 1;              // item counts multiplied by this (profiling runs)
@@ -48,7 +49,7 @@ struct Config {
 
 [[noreturn]] void usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--smoke] [--reps N] [--backlog-mib N] [--backlog-reps N] [--only ID[,ID...]]\n"
+               "usage: %s [--smoke] [--reps N] [--backlog-mib N] [--backlog-reps N] [--cold-reopen] [--only ID[,ID...]]\n"
                "          [--contenders NAME[,NAME...]] [--scale F] [--pace N] [--quiet-wait S]\n"
                "          [--dir PATH] [--json PATH] [--label TEXT] [--max-age-ms N] [--list]\n"
                "  --only: workloads whose id contains one of the IDs; --contenders: only these (exact names);\n"
@@ -94,6 +95,8 @@ Config parse(int argc, char** argv) {
       c.dir = next();
     } else if (a == "--json") {
       c.json = next();
+    } else if (a == "--cold-reopen") {
+      c.cold_reopen = true;
     } else if (a == "--max-age-ms") {
       hb::set_max_age(std::chrono::milliseconds(std::stoll(next())));
     } else if (a == "--label") {
@@ -273,6 +276,7 @@ int main(int argc, char** argv) {
   st.scratch = cfg.dir;
   st.seed_iterations = cfg.smoke ? 2 : 25;
   st.pace = cfg.pace;
+  st.cold_reopen = cfg.cold_reopen;
   st.quiet_wait_s = cfg.quiet_wait;
   // Long runs report progress: on a terminal a line that rewrites itself, in a log a line
   // per quarter.

@@ -59,6 +59,9 @@ struct Settings {
   // quiet_cores (the machine is shared); 0 s = do not wait.
   double quiet_cores = 0.3;
   int quiet_wait_s = 0;
+  // The backlog: the queue's files are dropped from the page cache before the reopen
+  // (fdatasync'ed, then POSIX_FADV_DONTNEED), so that recovery reads them from the disk.
+  bool cold_reopen = false;
   // Called with a (label, fraction done) now and then during long runs (the backlog).
   std::function<void(const std::string&, double)> progress;
 };
