@@ -48,7 +48,7 @@ bool FanOut::offer(LineBatch& batch, Transport transport) {
       taken_all += taken;
       if (s.ok()) break;
       if (off == rest.size()) {  // sync = "always": queued, but the fdatasync failed
-        dropped(out, s, 0, transport);
+        not_durable(out, s);
         break;
       }
       if (s.code() == Errc::full && transport == Transport::tcp &&
@@ -67,14 +67,16 @@ bool FanOut::offer(LineBatch& batch, Transport transport) {
   return all_done;
 }
 
+// Counted by the queue (hopperd_output_queue_sync_errors_total); the lines stay queued.
+void FanOut::not_durable(Output& out, const Status& s) {
+  std::uint64_t held = 0;
+  if (error_warning_.allow(held))
+    log_->warn("output {}: lines queued, but not known to be on disk: {}{}", out.config().name, s.message(),
+               held ? fmt::format(" ({} more not logged)", held) : std::string());
+}
+
 void FanOut::dropped(Output& out, const Status& s, std::uint64_t lines, Transport transport) {
   std::uint64_t held = 0;
-  if (lines == 0) {
-    if (error_warning_.allow(held))
-      log_->warn("output {}: lines queued, but not known to be on disk: {}{}", out.config().name, s.message(),
-                 held ? fmt::format(" ({} more not logged)", held) : std::string());
-    return;
-  }
   if (s.code() == Errc::full) {
     bump(out.counters.dropped_full, lines);
     if (full_warning_.allow(held))

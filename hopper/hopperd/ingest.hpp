@@ -52,6 +52,8 @@ class FanOut {
  private:
   // `out` did not take `lines` (refused with `s`): counted and logged, rate-limited.
   void dropped(Output& out, const hopper::Status& s, std::uint64_t lines, Transport transport);
+  // `out` took the lines but could not make them durable (sync = "always"): logged.
+  void not_durable(Output& out, const hopper::Status& s);
 
   std::vector<Output*> outputs_;
   std::vector<std::string> copy_;  // the lines for an output that may not move them

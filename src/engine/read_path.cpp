@@ -98,8 +98,9 @@ std::string& ReadPath::begin_held(std::uint64_t footprint, std::uint64_t at_ms) 
       !held_.back().time_fits(at_ms)) {
     held_.emplace_back(deliver_seq_, 0, std::string());
     // Room for the page at once: grown by appends, it would be copied again at each
-    // doubling (as much copying as the items themselves, per held item).
-    held_.back().raw.reserve(page_bytes_);
+    // doubling (as much copying as the items themselves, per held item). At most 1 MiB:
+    // a page can be as large as a segment, and may hold a single item.
+    held_.back().raw.reserve(std::min<std::size_t>(page_bytes_, 1 << 20));
   }
   return held_.back().begin_item();
 }

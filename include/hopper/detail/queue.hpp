@@ -137,8 +137,8 @@ class Queue {
 
   // Sends items[0..] in order under one lock acquisition (released only where send()
   // would release it: page I/O and waits), one clock read and one wake-up of the receiver;
-  // under SyncPolicy::always one wait for the last accepted item's fdatasync (a group
-  // commit) instead of one per item. `accepted`: how many, a prefix; the first item not
+  // under SyncPolicy::always the accepted items are asked after once all are in the open
+  // page, so the first wait is one group commit for the batch instead of one per item. `accepted`: how many, a prefix; the first item not
   // accepted gives the status, it and those after it are untouched. `policy`/`wait` as
   // for send(): each item first tries without waiting; an item that must wait for room
   // wakes the receiver first (it may be the one to make room).
@@ -196,7 +196,7 @@ class Queue {
   // send() with the queue lock held throughout (Core's calls release it for I/O and waits
   // and take it back). `wake`: the item went to memory and the receiver waits.
   // `durable_seq` (send_many): under SyncPolicy::always, set to the accepted item's number
-  // instead of waiting for its fdatasync; the caller waits once for the last.
+  // instead of waiting for its fdatasync; the caller waits for the batch afterwards.
   HOPPER_INLINE_ONCE Status send_locked(T& item, std::uint64_t fp, std::uint64_t at, Wait wait, FullPolicy policy,
                                         bool& wake, std::optional<std::uint64_t>* durable_seq = nullptr)
       HOPPER_REQUIRES(core_->mutex()) {
