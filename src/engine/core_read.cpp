@@ -16,6 +16,10 @@
 namespace hopper::detail {
 
 namespace {
+// How often, at most, the advisory position is written for a segment that stays on disk
+// (Core::finish_page).
+constexpr std::chrono::seconds kAdvisoryInterval{1};
+
 Status give_up(const Status& why, const Wait& wait) {
   if (!why.ok()) return why;
   if (wait.kind == Wait::never) return Status(Errc::empty, "");
@@ -46,6 +50,11 @@ void Core::count_received() noexcept {
 void Core::delivered_memory_item() {
   read_->delivered_memory_item();
   count_received();
+}
+
+void Core::delivered_memory_items(std::uint64_t n) {
+  read_->delivered_memory_items(n);
+  received_.store(received_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
 
 void Core::skip_delivered(std::uint64_t n) { read_->skipped(n); }
@@ -216,7 +225,15 @@ void Core::finish_page() {
     // Record how far delivery got: after a crash, the items of a deleted segment are then
     // known delivered rather than missing, and those of one kept for more appends are not
     // delivered again. Advisory: not synced, and a failure only means a later restart
-    // reports a gap that is not a loss, or redelivers.
+    // reports a gap that is not a loss, or redelivers. For a segment that stays (kept for
+    // appends under SyncPolicy::always/interval, where it is read page by page as fast as
+    // each is synced, or its unlink failed) at most once per kAdvisoryInterval: a write
+    // and a rename per page cost the durable path a fifth of its rate (docs/performance.md,
+    // "Durable writes"), and after a crash at most the pages read in that last interval come
+    // again, within what docs/durability.md allows (the segment being read).
+    const Clock::time_point now = Clock::now();
+    if (rooms_->segments.present(*segment) && now < advisory_due_) return;
+    advisory_due_ = now + kAdvisoryInterval;
     const std::uint64_t end = next_seq_;
     lk.unlock();
     (void)write_cursor(*fs_, opt_.directory, read_->position(), end, false);

@@ -84,6 +84,7 @@ class ReadPath {
   std::uint64_t position() const noexcept { return deliver_seq_; }
   // One memory item handed out.
   void delivered_memory_item() noexcept { ++deliver_seq_; }
+  void delivered_memory_items(std::uint64_t n) noexcept { deliver_seq_ += n; }
   // `n` memory items drop_oldest discarded ahead of the receiver.
   void skipped(std::uint64_t n) noexcept { deliver_seq_ += n; }
 

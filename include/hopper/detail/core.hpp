@@ -293,6 +293,8 @@ class Core {
       HOPPER_EXCLUDES(mu_);
   // One item handed out: from memory (the delivery position moves), from a page.
   void delivered_memory_item() HOPPER_REQUIRES(receiver_);
+  // `n` of them at once (the receiver's batch, one call per claim).
+  void delivered_memory_items(std::uint64_t n) HOPPER_REQUIRES(receiver_);
   void delivered_disk_item() noexcept { count_received(); }
   // An item of a valid page did not decode as T: skipped, counted.
   void corrupt_item() noexcept { corrupt_items_.fetch_add(1, std::memory_order_relaxed); }
@@ -438,6 +440,9 @@ class Core {
   std::atomic<std::uint64_t> expired_items_{0};
   std::atomic<std::uint64_t> expired_bytes_{0};
   std::atomic<std::uint64_t> reading_ms_{0};
+  // When the advisory position (CURSOR.read) may next be written for a segment that stays
+  // on disk (finish_page).
+  Clock::time_point advisory_due_ HOPPER_GUARDED_BY(receiver_){};
 };
 
 }  // namespace hopper::detail

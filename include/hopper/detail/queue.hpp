@@ -612,15 +612,20 @@ class Queue {
     std::uint64_t first = 0;
     const std::uint64_t n = claim(limit - out.size(), first);
     if (n == 0) return false;
-    for (std::uint64_t i = first; i < first + n; ++i) {
-      Memory<T>& m = claimed_item(i);
-      if (core_->expires() && core_->expired(batch_time(m.total))) {
-        core_->expired_memory_item(m.footprint);  // its budget goes with the claim (settle)
-        continue;
+    const std::size_t before = out.size();
+    if (core_->expires()) {
+      for (std::uint64_t i = first; i < first + n; ++i) {
+        Memory<T>& m = claimed_item(i);
+        if (core_->expired(batch_time(m.total))) {
+          core_->expired_memory_item(m.footprint);  // its budget goes with the claim (settle)
+          continue;
+        }
+        out.push_back(std::move(m.item));
       }
-      out.push_back(std::move(m.item));
-      core_->delivered_memory_item();
+    } else {
+      for (std::uint64_t i = first; i < first + n; ++i) out.push_back(std::move(claimed_item(i).item));
     }
+    if (out.size() > before) core_->delivered_memory_items(out.size() - before);
     after_claim();
     return true;
   }

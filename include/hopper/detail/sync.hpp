@@ -11,9 +11,15 @@
 #pragma once
 
 #include <atomic>
+#include <cerrno>
+#include <ctime>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+
+#if defined(__GLIBC__)
+#include <pthread.h>
+#endif
 
 #if defined(__clang__)
 #define HOPPER_TSA(x) __attribute__((x))
@@ -73,7 +79,32 @@ namespace hopper::detail {
 
 using Clock = std::chrono::steady_clock;
 
-// A std::mutex that clang's analysis knows as a capability.
+// The queue's lock, a capability clang's analysis knows. Under glibc a POSIX mutex of the
+// adaptive kind, which spins briefly before sleeping: its holders keep it for tens of
+// nanoseconds, and a sender that found it taken then usually gets it without a futex
+// sleep and wake-up (each a system call, and dear under virtualisation). Measured:
+// docs/performance.md, "The lock". Elsewhere a std::mutex.
+#if defined(__GLIBC__)
+class HOPPER_CAPABILITY("mutex") Mutex {
+ public:
+  Mutex() noexcept {
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&m_, &attr);
+    pthread_mutexattr_destroy(&attr);
+  }
+  ~Mutex() { pthread_mutex_destroy(&m_); }
+  Mutex(const Mutex&) = delete;
+  Mutex& operator=(const Mutex&) = delete;
+  void lock() HOPPER_ACQUIRE() { pthread_mutex_lock(&m_); }
+  void unlock() HOPPER_RELEASE() { pthread_mutex_unlock(&m_); }
+
+ private:
+  friend class CondVar;
+  pthread_mutex_t m_;
+};
+#else
 class HOPPER_CAPABILITY("mutex") Mutex {
  public:
   void lock() HOPPER_ACQUIRE() { m_.lock(); }
@@ -83,6 +114,7 @@ class HOPPER_CAPABILITY("mutex") Mutex {
   friend class CondVar;
   std::mutex m_;
 };
+#endif
 
 // Holds a Mutex for its scope; unlock() and lock() open and close a window without it.
 class HOPPER_SCOPED_CAPABILITY MutexLock {
@@ -109,6 +141,36 @@ class HOPPER_SCOPED_CAPABILITY MutexLock {
 
 // A condition variable waiting on a Mutex the caller holds (released while waiting, held
 // again on return, as std::condition_variable does).
+#if defined(__GLIBC__)
+class CondVar {
+ public:
+  CondVar() noexcept {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);  // Clock (steady_clock) is CLOCK_MONOTONIC
+    pthread_cond_init(&cv_, &attr);
+    pthread_condattr_destroy(&attr);
+  }
+  ~CondVar() { pthread_cond_destroy(&cv_); }
+  CondVar(const CondVar&) = delete;
+  CondVar& operator=(const CondVar&) = delete;
+  void wait(Mutex& mu) HOPPER_REQUIRES(mu) { pthread_cond_wait(&cv_, &mu.m_); }
+  // True when `deadline` passed.
+  bool wait_until(Mutex& mu, Clock::time_point deadline) HOPPER_REQUIRES(mu) {
+    const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+    if (ns <= 0) return Clock::now() >= deadline;
+    timespec ts{};
+    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(ns % 1000000000);
+    return pthread_cond_timedwait(&cv_, &mu.m_, &ts) == ETIMEDOUT;
+  }
+  void notify_one() noexcept { pthread_cond_signal(&cv_); }
+  void notify_all() noexcept { pthread_cond_broadcast(&cv_); }
+
+ private:
+  pthread_cond_t cv_;
+};
+#else
 class CondVar {
  public:
   void wait(Mutex& mu) HOPPER_REQUIRES(mu) {
@@ -129,6 +191,7 @@ class CondVar {
  private:
   std::condition_variable cv_;
 };
+#endif
 
 // A capability that is not a lock: the right to touch what it guards, held by one thread
 // at a time by the queue's own rules (the writer token is taken under the queue lock; the
