@@ -96,6 +96,30 @@ TEST(Always, AReceiverThatKeepsUpDoesNotCostANewSegmentPerItem) {
   EXPECT_TRUE(test::segment_files(dir.path()).empty());
 }
 
+// The same receiver records how far it got (CURSOR.read, advisory) as it finishes the
+// kept segment's pages, but not per page: a write and a rename per item cost the durable
+// path a fifth of its rate. At most once a second (Core's kAdvisoryInterval), the first at
+// once.
+TEST(Always, AReceiverThatKeepsUpRecordsItsPositionAtMostOnceASecond) {
+  TempDir dir;
+  auto ffs = FaultFileSystem::create();
+  Options o = fault_options(dir.path(), ffs);
+  o.sync = SyncPolicy::always;
+  o.segment_bytes = 64 << 10;
+  auto ch = open_channel<std::string>(o);
+  ASSERT_TRUE(ch);
+  const auto start = std::chrono::steady_clock::now();
+  std::string got;
+  for (std::uint32_t i = 0; i < 100; ++i) {
+    ASSERT_TRUE(ch->sender.send(tagged(0, i)).ok());
+    ASSERT_TRUE(ch->receiver.try_recv(got).ok());
+  }
+  const auto took = std::chrono::duration_cast<seconds>(std::chrono::steady_clock::now() - start).count();
+  const std::uint64_t renames = ffs->counters().renames;  // CURSOR.read's only: nothing was committed
+  EXPECT_GE(renames, 1u) << "the first finished page records the position at once";
+  EXPECT_LE(renames, 1u + static_cast<std::uint64_t>(took)) << "a position written per page read";
+}
+
 // The kept segment's bytes count against the disk budget; a sender that needs them gets
 // them back at once instead of being told the disk is full.
 TEST(Always, AReadSegmentKeptForAppendsGivesItsRoomToASenderThatNeedsIt) {
