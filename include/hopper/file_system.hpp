@@ -16,15 +16,28 @@ namespace hopper {
 class File {
  public:
   virtual ~File() = default;
-  // Appends `n` bytes at the end of the file. A failed append may have written a
-  // prefix; the caller truncates back to the size it knew.
+  // Appends `n` bytes at the end of the file (the end of what was appended: room that
+  // preallocate() reserved past it is written over, not skipped). A failed append may have
+  // written a prefix; the caller truncates back to the size it knew.
   virtual Status append(const void* data, std::size_t n) = 0;
   // Reads up to `n` bytes at `offset`; the result is the count read (short at EOF).
   virtual Result<std::size_t> read_at(std::uint64_t offset, void* data, std::size_t n) = 0;
   // fdatasync: what was appended so far survives a power loss once this returns ok.
   virtual Status sync() = 0;
+  // Cuts (or extends with zeros) the file to `size` bytes; appends go on from there.
   virtual Status truncate(std::uint64_t size) = 0;
+  // The file's size, including room preallocate() reserved.
   virtual Result<std::uint64_t> size() = 0;
+  // Reserves disk blocks so that the file is at least `size` bytes long, the new bytes
+  // reading as zeros (fallocate), without moving where append() writes. Optional: a file
+  // system that cannot says so with any error, and a queue then appends without it. A queue
+  // that syncs (SyncPolicy interval, always) reserves a little ahead of its appends, since an
+  // fdatasync that need not record a new file size is cheaper (docs/performance.md,
+  // "Durable writes"), and cuts the room it did not use when it closes the segment.
+  virtual Status preallocate(std::uint64_t size) {
+    (void)size;
+    return Status(Errc::io_error, "preallocation is not supported by this file system: " + path().native());
+  }
   virtual const std::filesystem::path& path() const noexcept = 0;
 };
 

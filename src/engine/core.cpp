@@ -337,7 +337,7 @@ Stats Core::stats(std::uint64_t memory_oldest_ms) const {
   s.memory_bytes = memory_bytes_;
   const std::uint64_t out = disk_out_.load(std::memory_order_relaxed);
   s.disk_items = r.disk_in > out ? r.disk_in - out : 0;
-  s.disk_bytes = r.segments.bytes();
+  s.disk_bytes = r.segments.physical_bytes();
   s.segments = r.segments.count();
   s.items_sent = items_sent_;
   s.items_received = received_.load(std::memory_order_relaxed);

@@ -124,6 +124,11 @@ bool Core::append_pending() {
       wrote = false;
     }
     SealedPage p = rooms_->pipeline.start_append();
+    // Room the writer may reserve past this page (syncing): what the disk budget has left
+    // once every page in flight is counted at its worst size.
+    const std::uint64_t in_use =
+        rooms_->segments.physical_bytes() + rooms_->pipeline.pending_bound() + SpillWriter::bound(p.page.raw.size());
+    writer_->set_reserve_room(opt_.max_disk_bytes > in_use ? opt_.max_disk_bytes - in_use : 0);
     mu_.unlock();  // compression (if nobody did it yet) and the append run without the queue lock
     AppendOutcome r = p.stage == SealedPage::Stage::compressed
                           ? writer_->append_compressed(p.page.items(), p.page.raw.size(), p.frame)
@@ -145,6 +150,10 @@ bool Core::append_pending() {
       if (rooms_->pipeline.active_segment() != r.opened_segment) replaced = rooms_->pipeline.active_segment();
       rooms_->pipeline.set_active_segment(r.opened_segment);
     }
+    // Reserved room is disk in use: the closed segment's (a cut that failed), the active one's.
+    if (closed) rooms_->segments.set_slack(*closed, r.closed_slack);
+    if (const std::optional<std::uint64_t> active = writer_->active())
+      rooms_->segments.set_slack(*active, writer_->slack());
     if (!r.status.ok()) {
       if (sync_always()) {
         // Its senders are told (io_error) and keep their items; the page is never

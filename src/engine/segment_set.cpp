@@ -51,6 +51,13 @@ void SegmentSet::opened(std::uint64_t number, std::uint64_t bytes) {
   disk_bytes_ += bytes;
 }
 
+void SegmentSet::set_slack(std::uint64_t number, std::uint64_t slack) {
+  auto it = segments_.find(number);
+  if (it == segments_.end()) return;
+  slack_bytes_ = slack_bytes_ - it->second.slack + slack;
+  it->second.slack = slack;
+}
+
 void SegmentSet::appended(std::uint64_t number, std::uint64_t bytes, std::uint64_t end) {
   Segment& s = segments_[number];
   HOPPER_ASSERT(s.removal == Removing::none, "a page appended to a segment being removed");
@@ -138,6 +145,7 @@ bool SegmentSet::end_removal(std::uint64_t number, const Status& s, Clock::time_
   if (s.ok() || s.code() == Errc::not_found) {
     HOPPER_ASSERT(disk_bytes_ >= it->second.bytes, "the disk count fell below a segment's bytes");
     disk_bytes_ -= it->second.bytes;
+    slack_bytes_ -= it->second.slack;
     segments_.erase(it);
     remove_failures_ = 0;
     return true;

@@ -45,6 +45,10 @@ class SegmentSet {
   void opened(std::uint64_t number, std::uint64_t bytes);
   // A page of `bytes` holding items below `end` was appended to `number` (now active).
   void appended(std::uint64_t number, std::uint64_t bytes, std::uint64_t end);
+  // Room the writer reserved in `number` past its pages (SpillWriter::slack): counted on
+  // disk (physical_bytes), not in what pages may fill (bytes). Ignored for a segment not
+  // present.
+  void set_slack(std::uint64_t number, std::uint64_t slack);
   // The writer appends to `number` no more (if it is still present).
   void deactivate(std::uint64_t number);
   bool is_active(std::uint64_t number) const;
@@ -117,7 +121,11 @@ class SegmentSet {
   void close_read_file() { read_file_ = OpenSegment(); }
 
   // ---- totals
+  // The bytes of the segments' headers and pages: what the disk budget's admission adds
+  // pages to (pages fill reserved room before they grow a file).
   std::uint64_t bytes() const noexcept { return disk_bytes_; }
+  // What the files take on disk: bytes() and the room reserved past the pages.
+  std::uint64_t physical_bytes() const noexcept { return disk_bytes_ + slack_bytes_; }
   std::uint64_t count() const noexcept { return segments_.size(); }
   std::uint64_t remove_errors() const noexcept { return remove_errors_; }
   void count_remove_errors(std::uint64_t n) noexcept { remove_errors_ += n; }
@@ -125,7 +133,8 @@ class SegmentSet {
  private:
   enum class Removing : std::uint8_t { none, removing, failed };
   struct Segment {
-    std::uint64_t bytes = 0;    // file size
+    std::uint64_t bytes = 0;    // file size, up to the end of its last page
+    std::uint64_t slack = 0;    // reserved room past that (set_slack)
     std::uint64_t unread = 0;   // pages in it the receiver has not finished
     std::uint64_t pages = 0;    // pages in it (found at open or appended since)
     std::uint64_t max_end = 0;  // one past the highest sequence number in it
@@ -146,6 +155,7 @@ class SegmentSet {
   std::uint64_t segment_bytes_;
   std::map<std::uint64_t, Segment> segments_;
   std::uint64_t disk_bytes_ = 0;        // sum of segments_[*].bytes
+  std::uint64_t slack_bytes_ = 0;       // sum of segments_[*].slack
   std::uint32_t remove_failures_ = 0;   // unlinks failed in a row, for the back-off
   std::uint32_t failed_removals_ = 0;   // segments in Removing::failed
   std::uint64_t remove_errors_ = 0;

@@ -3,6 +3,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 #include <string>
 
 #include <dirent.h>
@@ -44,15 +45,39 @@ class PosixFile final : public File {
   Status append(const void* data, std::size_t n) override {
     const char* p = static_cast<const char*>(data);
     while (n > 0) {
-      ssize_t w = ::write(fd_.get(), p, n);
+      // O_APPEND until preallocate(): then at end_, the end of what was appended.
+      ssize_t w = end_ ? ::pwrite(fd_.get(), p, n, static_cast<off_t>(*end_)) : ::write(fd_.get(), p, n);
       if (w < 0) {
         if (errno == EINTR) continue;
         return Status::IoError("write", path_.native(), errno);
       }
       p += w;
       n -= static_cast<std::size_t>(w);
+      if (end_) *end_ += static_cast<std::uint64_t>(w);
     }
     return Status();
+  }
+
+  Status preallocate(std::uint64_t size) override {
+    if (!end_) {
+      // From now on this file writes at an offset of its own: O_APPEND would write past
+      // the reserved room.
+      struct stat st {};
+      if (::fstat(fd_.get(), &st) != 0) return Status::IoError("stat", path_.native(), errno);
+      const int flags = ::fcntl(fd_.get(), F_GETFL);
+      if (flags < 0 || ::fcntl(fd_.get(), F_SETFL, flags & ~O_APPEND) != 0)
+        return Status::IoError("fcntl", path_.native(), errno);
+      end_ = static_cast<std::uint64_t>(st.st_size);
+    }
+    if (size <= *end_) return Status();
+#if defined(__linux__)
+    while (::fallocate(fd_.get(), 0, static_cast<off_t>(*end_), static_cast<off_t>(size - *end_)) != 0) {
+      if (errno != EINTR) return Status::IoError("fallocate", path_.native(), errno);
+    }
+    return Status();
+#else
+    return Status::IoError("fallocate", path_.native(), EOPNOTSUPP);
+#endif
   }
 
   Result<std::size_t> read_at(std::uint64_t offset, void* data, std::size_t n) override {
@@ -81,6 +106,7 @@ class PosixFile final : public File {
     while (::ftruncate(fd_.get(), static_cast<off_t>(size)) != 0) {
       if (errno != EINTR) return Status::IoError("truncate", path_.native(), errno);
     }
+    if (end_) end_ = size;
     return Status();
   }
 
@@ -95,6 +121,8 @@ class PosixFile final : public File {
  private:
   Fd fd_;
   fs::path path_;
+  // Where append() writes once preallocate() was called (until then O_APPEND decides).
+  std::optional<std::uint64_t> end_;
 };
 
 class PosixLock final : public FileLock {

@@ -2,6 +2,8 @@
 
 #include <zstd.h>
 
+#include <algorithm>
+
 #include "storage/format.hpp"
 
 namespace hopper::detail {
@@ -26,13 +28,13 @@ Status Compressor::compress(std::string_view raw, int level, std::string& out) {
 
 SpillWriter::SpillWriter(std::shared_ptr<FileSystem> fs, std::filesystem::path dir,
                          std::uint64_t segment_bytes, int compression_level,
-                         std::uint64_t next_segment, bool sync_directory_on_create)
+                         std::uint64_t next_segment, bool syncing)
     : fs_(std::move(fs)),
       dir_(std::move(dir)),
       segment_bytes_(segment_bytes),
       level_(compression_level),
       next_segment_(next_segment),
-      sync_directory_on_create_(sync_directory_on_create) {}
+      syncing_(syncing) {}
 
 SpillWriter::~SpillWriter() = default;
 
@@ -43,8 +45,34 @@ std::optional<std::uint64_t> SpillWriter::active() const {
 
 void SpillWriter::abandon() { file_.reset(); }
 
+void SpillWriter::reserve(std::uint64_t bytes) {
+  if (!reserving_ || file_size_ + bytes <= reserved_) return;
+  // A step ahead, never past the segment's size or the disk budget's room; nothing when
+  // the budget leaves no room past this page (the append then grows the file).
+  const std::uint64_t want = std::min(std::max(file_size_ + bytes, std::min(reserved_ + kReserveStep, segment_bytes_)),
+                                      file_size_ + bytes + room_);
+  if (want <= file_size_ + bytes) return;
+  reserved_any_ = true;
+  if (file_->preallocate(want).ok()) {
+    reserved_ = want;
+  } else {
+    // Not supported, or no room: appends grow the file as they would without. A refusal
+    // may still have reserved part of it: the file's size says.
+    reserving_ = false;
+    auto size = file_->size();
+    reserved_ = std::max(reserved_, size.ok() ? *size : file_size_);
+  }
+}
+
+void SpillWriter::trim() {
+  if (!reserved_any_) return;
+  // A failure leaves zeros after the last page: the next open cuts them as a torn tail.
+  if (file_->truncate(file_size_).ok()) reserved_ = file_size_;
+}
+
 Status SpillWriter::close() {
   if (!file_) return Status();
+  trim();
   Status s = file_->sync();
   file_.reset();
   return s;
@@ -68,7 +96,7 @@ Status SpillWriter::open_segment() {
   char header[format::kSegmentHeaderSize];
   format::encode_segment_header({format::kVersion, number}, header);
   Status s = (*f)->append(header, sizeof header);
-  if (s.ok() && sync_directory_on_create_) s = fs_->sync_directory(dir_);
+  if (s.ok() && syncing_) s = fs_->sync_directory(dir_);
   if (!s.ok()) {
     (void)fs_->remove(path);  // nothing of ours is in it yet
     return s;
@@ -77,6 +105,9 @@ Status SpillWriter::open_segment() {
   file_ = std::move(*f);
   file_number_ = number;
   file_size_ = sizeof header;
+  reserved_ = file_size_;
+  reserving_ = syncing_;
+  reserved_any_ = false;
   return Status();
 }
 
@@ -106,6 +137,8 @@ AppendOutcome SpillWriter::append_compressed(const format::PageItems& items, std
     // failed sync is the caller's to judge (it knows which pages waited for it); the file
     // is closed either way and this page goes to a new one.
     result.closed_segment = file_number_;
+    trim();
+    result.closed_slack = reserved_ > file_size_ ? reserved_ - file_size_ : 0;
     result.closed_sync = file_->sync();
     file_.reset();
   }
@@ -129,10 +162,13 @@ AppendOutcome SpillWriter::append_compressed(const format::PageItems& items, std
   h.newest_ms = items.newest_ms;
   format::encode_page_header(h, std::string_view(page).substr(format::kPageHeaderSize), page.data());
 
+  reserve(page_bytes);
   Status s = file_->append(page.data(), page.size());
   if (!s.ok()) {
     result.status = std::move(s);
-    // Cut what a failed write may have left, so the file stays a clean sequence of pages.
+    // Cut what a failed write may have left, so the file stays a clean sequence of pages
+    // (and the room reserved past it: the next append reserves again).
+    reserved_ = file_size_;
     if (!file_->truncate(file_size_).ok()) {
       // Bytes of unknown length stay at the end: appending after them would put the next
       // page somewhere other than where it is recorded. The file is closed for appends

@@ -31,6 +31,7 @@
 #include <hopper/hopper.hpp>
 
 #include "fault_fs.hpp"
+#include "storage/format.hpp"
 #include "storage/spill_writer.hpp"
 #include "test_util.hpp"
 
@@ -512,10 +513,17 @@ class QueueUnderTest {
       RC_ASSERT(files.empty());
     } else {
       // When syncing, a read segment the writer still appends to is kept for more appends
-      // while it is small (a new one would cost a directory fsync): one file at most, under
-      // a quarter of segment_bytes.
+      // while it is small (a new one would cost a directory fsync): one file at most, its
+      // pages under a quarter of segment_bytes (the room reserved past them, never past
+      // segment_bytes, is counted in disk_bytes like the pages).
       RC_ASSERT(files.size() <= 1u);
-      if (!files.empty()) RC_ASSERT(fs::file_size(files.front()) < options_.segment_bytes / 4);
+      if (!files.empty()) {
+        std::uint64_t pages_end = format::kSegmentHeaderSize;
+        for (const test::PageInfo& p : test::pages_of(files.front())) pages_end = std::max(pages_end, p.offset + p.bytes);
+        RC_ASSERT(pages_end < options_.segment_bytes / 4);
+        RC_ASSERT(fs::file_size(files.front()) <= std::max<std::uint64_t>(pages_end, options_.segment_bytes));
+        RC_ASSERT(st.disk_bytes == fs::file_size(files.front()));
+      }
     }
   }
 

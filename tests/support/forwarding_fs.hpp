@@ -27,6 +27,7 @@ class ForwardingFile : public File {
   Status sync() override { return inner_->sync(); }
   Status truncate(std::uint64_t size) override { return inner_->truncate(size); }
   Result<std::uint64_t> size() override { return inner_->size(); }
+  Status preallocate(std::uint64_t size) override { return inner_->preallocate(size); }
   const std::filesystem::path& path() const noexcept override { return inner_->path(); }
 
  private:
