@@ -31,15 +31,24 @@ double zstd_limit_seconds(std::string_view pool, std::uint64_t total_bytes, std:
   return seconds_since(t0);
 }
 
-double fdatasync_limit_seconds(const std::filesystem::path& dir, std::uint64_t items, std::size_t record_bytes) {
+double fdatasync_limit_seconds(const std::filesystem::path& dir, std::uint64_t items, std::size_t record_bytes,
+                               bool preallocated) {
   const auto path = dir / "fdatasync-limit.dat";
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0644);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path.native());
+  // Preallocated: the whole file reserved first (outside the timing; fallocate, so the
+  // file's size is already final and no fdatasync records a new one), then written in place.
+  if (preallocated && ::fallocate(fd, 0, 0, static_cast<off_t>(items * record_bytes)) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw std::system_error(e, std::generic_category(), "fallocate " + path.native());
+  }
   const std::string record(record_bytes, 'x');
   const Clock::time_point t0 = Clock::now();
   int err = 0;
   for (std::uint64_t i = 0; i < items && err == 0; ++i) {
-    if (::write(fd, record.data(), record.size()) != static_cast<ssize_t>(record.size()) || ::fdatasync(fd) != 0)
+    const off_t at = static_cast<off_t>(i * record_bytes);
+    if (::pwrite(fd, record.data(), record.size(), at) != static_cast<ssize_t>(record.size()) || ::fdatasync(fd) != 0)
       err = errno;
   }
   const double secs = seconds_since(t0);

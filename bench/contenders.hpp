@@ -160,8 +160,10 @@ class MoodycamelContender {
 
 // The durability limit: one thread appending `items` records of `record_bytes` to a file
 // in `dir`, each followed by fdatasync — what one item per sync costs on this disk.
-// Returns the seconds taken.
-double fdatasync_limit_seconds(const std::filesystem::path& dir, std::uint64_t items, std::size_t record_bytes);
+// `preallocated`: the file is fallocate'd to its final size first and written in place, so
+// no fdatasync has a new file size to record. Returns the seconds taken.
+double fdatasync_limit_seconds(const std::filesystem::path& dir, std::uint64_t items, std::size_t record_bytes,
+                               bool preallocated);
 
 // The limit: one thread compressing `total_bytes` of `pool` (cycled) with zstd at `level`
 // in chunks of `chunk_bytes`, each an independent frame as a hopper page is. Returns the

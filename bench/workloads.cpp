@@ -389,10 +389,17 @@ std::vector<Workload> workloads(bool full, std::uint64_t backlog_bytes, int reps
     }
   }
   for (int p : {1, 4}) {
+    std::vector<Target> targets;
+    if (p == 1) {
+      targets.push_back({">= 1.0x RocksDB with sync = true", "rocksdb-fifo", "items_per_s", 1.0});
+      targets.push_back({">= 0.9x preallocated append+fdatasync", "fallocated fdatasync limit", "items_per_s", 0.9});
+    } else {
+      targets.push_back({">= 1.5x RocksDB with sync = true", "rocksdb-fifo", "items_per_s", 1.5});
+    }
     v.push_back({"durable/line/" + std::to_string(p) + "p",
                  "every send waits for stable storage (SyncPolicy::always), 256-byte lines, " + std::to_string(p) +
                      " producer(s)",
-                 Kind::durable, true, p, full ? 10'000u : 400u, reps, {}});
+                 Kind::durable, true, p, full ? 10'000u : 400u, reps, std::move(targets)});
   }
   v.push_back({"seed/u64/4p", "the seed's shape: 4 senders, 8,192 u64, memory 4,096 u64, 32,768 u64 per file",
                Kind::seed, false, 4, 8192, reps, {}});
@@ -474,19 +481,23 @@ std::vector<Contender> contenders() {
                kinds({Kind::spill}), [](const Workload& w, const Settings& st, Json*) {
                  return measured([&] { return by_item(w, [&](auto t) { return zstd_run<decltype(t)>(w, st); }); });
                }});
-  v.push_back({"fdatasync limit", "one thread: append one item's bytes, fdatasync, repeat", kinds({Kind::durable}),
-               [](const Workload& w, const Settings& st, Json*) {
-                 return measured([&] {
-                   ScratchDir dir(st.scratch, "fdatasync");
-                   const std::uint64_t n = rounded(w);
-                   const std::size_t bytes = w.lines ? TelemetryPool::kLineBytes : 8;
-                   const double secs = fdatasync_limit_seconds(dir.path(), n, bytes);
-                   Sample s;
-                   s.items_per_s = n / secs;
-                   s.mb_per_s = n * double(bytes) / secs / 1e6;
-                   return s;
-                 });
-               }});
+  for (const bool pre : {false, true}) {
+    v.push_back({pre ? "fallocated fdatasync limit" : "fdatasync limit",
+                 pre ? "one thread: write one item's bytes in place in a file fallocate'd beforehand, fdatasync, repeat"
+                     : "one thread: append one item's bytes, fdatasync, repeat",
+                 kinds({Kind::durable}), [pre](const Workload& w, const Settings& st, Json*) {
+                   return measured([&] {
+                     ScratchDir dir(st.scratch, "fdatasync");
+                     const std::uint64_t n = rounded(w);
+                     const std::size_t bytes = w.lines ? TelemetryPool::kLineBytes : 8;
+                     const double secs = fdatasync_limit_seconds(dir.path(), n, bytes, pre);
+                     Sample s;
+                     s.items_per_s = n / secs;
+                     s.mb_per_s = n * double(bytes) / secs / 1e6;
+                     return s;
+                   });
+                 }});
+  }
   return v;
 }
 
