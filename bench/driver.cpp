@@ -214,10 +214,10 @@ struct Row {
 };
 
 void print_rows(const std::vector<Row>& rows) {
-  std::printf("%-18s %-22s %12s %10s %22s %24s\n", "workload", "contender", "items/s", "MB/s", "spread (min-max)",
+  std::printf("%-18s %-28s %12s %10s %22s %24s\n", "workload", "contender", "items/s", "MB/s", "spread (min-max)",
               "hopper / this (same run)");
   for (const Row& r : rows)
-    std::printf("%-18s %-22s %12s %10s %22s %24s\n", r.workload.c_str(), r.contender.c_str(), r.rate.c_str(),
+    std::printf("%-18s %-28s %12s %10s %22s %24s\n", r.workload.c_str(), r.contender.c_str(), r.rate.c_str(),
                 r.mb.c_str(), r.spread.c_str(), r.ratio.c_str());
 }
 
@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
   }
   if (cfg.list) {
     for (const auto& w : all) std::printf("%-18s %s\n", w.id.c_str(), w.title.c_str());
-    for (const auto& c : contenders) std::printf("contender %-22s %s\n", c.name.c_str(), c.what.c_str());
+    for (const auto& c : contenders) std::printf("contender %-28s %s\n", c.name.c_str(), c.what.c_str());
     return 0;
   }
   std::vector<hb::Workload> chosen;
@@ -327,7 +327,7 @@ int main(int argc, char** argv) {
       ++done;
       last_percent = -1;
       auto others = s.extra.find("others_busy_cores");
-      std::printf("  [%3d/%d %5.0fs] round %d  %-22s %12s items/s %9.1f MB/s  others %.2f cores%s%s\n", done,
+      std::printf("  [%3d/%d %5.0fs] round %d  %-28s %12s items/s %9.1f MB/s  others %.2f cores%s%s\n", done,
                   total_runs, hb::seconds_since(start), rep + 1, name.c_str(), hb::human(s.items_per_s).c_str(),
                   s.mb_per_s, others == s.extra.end() ? 0.0 : others->second, s.error.empty() ? "" : "  FAILED: ",
                   s.error.c_str());
