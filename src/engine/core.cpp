@@ -211,7 +211,7 @@ SpillVerdict Core::end_page_item(std::uint64_t& seq, std::uint64_t at_ms) {
   ++r.spilled;
   ++r.disk_in;
   ++items_sent_;
-  wake_receiver_locked();
+  wake_receiver_unless_always();
   return v;
 }
 
@@ -228,7 +228,7 @@ std::uint64_t Core::seal() {
 
 void Core::marker_pushed() {
   ++markers_;
-  wake_receiver_locked();
+  wake_receiver_unless_always();
 }
 
 // ---- waiting --------------------------------------------------------------------------------

@@ -5,6 +5,8 @@
 
 #include <hopper/file_system.hpp>
 
+#include <utility>
+
 #include "engine/core_rooms.hpp"
 #include "engine/segment_set.hpp"
 #include "engine/spill_pipeline.hpp"
@@ -112,6 +114,10 @@ bool Core::append_pending() {
   bool ok = true;
   bool wrote = false;  // pages went to the file that is active at the end
   std::uint64_t written_end = 0;
+  // A wake-up due to the receiver for a page written: given when the lock is next released
+  // (for the next append or the sync), so that the receiver does not wake only to block on
+  // the lock this thread holds.
+  bool wake_rx = false;
   while (rooms_->pipeline.has_pending() && !rooms_->pipeline.front_being_compressed()) {
     // A segment found missing while being appended to: the next page starts a new one,
     // and what this round wrote to the lost file is answered failed.
@@ -130,6 +136,7 @@ bool Core::append_pending() {
         rooms_->segments.physical_bytes() + rooms_->pipeline.pending_bound() + SpillWriter::bound(p.page.raw.size());
     writer_->set_reserve_room(opt_.max_disk_bytes > in_use ? opt_.max_disk_bytes - in_use : 0);
     mu_.unlock();  // compression (if nobody did it yet) and the append run without the queue lock
+    if (std::exchange(wake_rx, false)) notify_receiver();
     AppendOutcome r = p.stage == SealedPage::Stage::compressed
                           ? writer_->append_compressed(p.page.items(), p.page.raw.size(), p.frame)
                           : writer_->append(p.page.items(), p.page.raw);
@@ -185,7 +192,7 @@ bool Core::append_pending() {
     rooms_->segments.appended(a.segment, a.bytes, end);
     wrote = true;
     written_end = std::max(written_end, end);
-    wake_receiver_locked();
+    wake_rx |= wake_due();
     if (!sync_always() && senders_waiting_ > 0) sender_cv_.notify_all();
     release_after_append(closed, replaced);
     // The page's segment is the active one now; any other that was is closed (by this
@@ -205,6 +212,7 @@ bool Core::append_pending() {
   if (wrote && rooms_->pipeline.sync_due(now) && writer_->active()) {
     const std::uint64_t number = *writer_->active();
     mu_.unlock();
+    if (std::exchange(wake_rx, false)) notify_receiver();
     Status s = writer_->sync();
     mu_.lock();
     rooms_->pipeline.synced(now, s.ok());
@@ -222,6 +230,7 @@ bool Core::append_pending() {
   (void)retry_removals();
   give_writer_token();
   if (senders_waiting_ > 0) sender_cv_.notify_all();
+  if (wake_rx) notify_receiver();
   wake_receiver_locked();
   return ok;
 }

@@ -344,9 +344,15 @@ class Core {
   explicit Core(Options options);
   void count_received() noexcept;
   // Whether a wake-up is due for the receiver: it waits on its condition variable, or its
-  // wait handle is armed (which the wake-up disarms: one signal per arming).
+  // wait handle is armed (which the wake-up disarms: one signal per arming). One wake-up
+  // per wait, too: once woken the receiver looks at everything again under the lock before
+  // it waits again, so a second notify meanwhile would only be another futex call (under
+  // SyncPolicy::always every item accepted into the open page asked for one).
   bool wake_due() HOPPER_REQUIRES(mu_) {
-    if (receiver_waiting_) return true;
+    if (receiver_waiting_) {
+      receiver_waiting_ = false;
+      return true;
+    }
     if (!handle_armed_) return false;
     handle_armed_ = false;
     return true;
@@ -354,6 +360,19 @@ class Core {
   // Under the lock, for the wake-ups Core makes itself.
   void wake_receiver_locked() HOPPER_REQUIRES(mu_) {
     if (wake_due()) notify_receiver();
+  }
+  // For an item taken into the open page, or a marker pushed for a sealed page. Under
+  // SyncPolicy::always its sender writes the page before it returns, and the receiver can
+  // read it only then (append_pending wakes it); a receiver waiting on the condition
+  // variable woken now would only contend for the lock and wait again. An armed wait
+  // handle is signalled all the same (a try_recv may seal and write the page itself).
+  void wake_receiver_unless_always() HOPPER_REQUIRES(mu_) {
+    if (!sync_always()) {
+      wake_receiver_locked();
+    } else if (handle_armed_) {
+      handle_armed_ = false;
+      notify_receiver();
+    }
   }
   void signal_wait_handle() noexcept;
   void arm_wait_handle_now() HOPPER_REQUIRES(mu_);
