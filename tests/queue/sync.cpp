@@ -70,23 +70,32 @@ TEST(Always, StatsCountTheSyncs) {
   EXPECT_EQ(st.syncs, ffs->counters().syncs);
 }
 
+// SyncPolicy::always through `ffs`, with a receiver that keeps up: each of `n` items is
+// received as soon as its send returns.
+std::optional<Channel<std::string>> keep_up(const fs::path& dir, const std::shared_ptr<FaultFileSystem>& ffs,
+                                            std::uint32_t n) {
+  Options o = fault_options(dir, ffs);
+  o.sync = SyncPolicy::always;
+  o.segment_bytes = 64 << 10;
+  auto ch = open_channel<std::string>(o);
+  if (!ch) return ch;
+  std::string got;
+  for (std::uint32_t i = 0; i < n; ++i) {
+    EXPECT_TRUE(ch->sender.send(tagged(0, i)).ok());
+    EXPECT_TRUE(ch->receiver.try_recv(got).ok());
+    EXPECT_EQ(got, tagged(0, i));
+  }
+  return ch;
+}
+
 // A receiver that keeps up reads each page as soon as it is synced. The segment it read is
 // the one the writer appends to: retiring it at once would make every send create a new
 // segment and fsync the directory (one extra fsync and a create and an unlink per item).
 TEST(Always, AReceiverThatKeepsUpDoesNotCostANewSegmentPerItem) {
   TempDir dir;
   auto ffs = FaultFileSystem::create();
-  Options o = fault_options(dir.path(), ffs);
-  o.sync = SyncPolicy::always;
-  o.segment_bytes = 64 << 10;
-  auto ch = open_channel<std::string>(o);
+  auto ch = keep_up(dir.path(), ffs, 100);
   ASSERT_TRUE(ch);
-  std::string got;
-  for (std::uint32_t i = 0; i < 100; ++i) {
-    ASSERT_TRUE(ch->sender.send(tagged(0, i)).ok());
-    ASSERT_TRUE(ch->receiver.try_recv(got).ok());
-    ASSERT_EQ(got, tagged(0, i));
-  }
   const FaultCounters c = ffs->counters();
   EXPECT_GE(c.syncs, 100u) << "every item is synced before it is acknowledged";
   EXPECT_LE(c.dir_syncs, 3u) << "a new segment (and a directory fsync) per item";
@@ -103,17 +112,9 @@ TEST(Always, AReceiverThatKeepsUpDoesNotCostANewSegmentPerItem) {
 TEST(Always, AReceiverThatKeepsUpRecordsItsPositionAtMostOnceASecond) {
   TempDir dir;
   auto ffs = FaultFileSystem::create();
-  Options o = fault_options(dir.path(), ffs);
-  o.sync = SyncPolicy::always;
-  o.segment_bytes = 64 << 10;
-  auto ch = open_channel<std::string>(o);
-  ASSERT_TRUE(ch);
   const auto start = std::chrono::steady_clock::now();
-  std::string got;
-  for (std::uint32_t i = 0; i < 100; ++i) {
-    ASSERT_TRUE(ch->sender.send(tagged(0, i)).ok());
-    ASSERT_TRUE(ch->receiver.try_recv(got).ok());
-  }
+  auto ch = keep_up(dir.path(), ffs, 100);
+  ASSERT_TRUE(ch);
   const auto took = std::chrono::duration_cast<seconds>(std::chrono::steady_clock::now() - start).count();
   const std::uint64_t renames = ffs->counters().renames;  // CURSOR.read's only: nothing was committed
   EXPECT_GE(renames, 1u) << "the first finished page records the position at once";
