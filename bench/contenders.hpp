@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <concurrentqueue/blockingconcurrentqueue.h>
@@ -25,10 +26,16 @@ namespace hopper::bench {
 // items per lock acquisition), or one per recv() call when batch is 1. Not thread-safe as a
 // whole: producer() and ready() on the harness's thread; each producer handle on its own
 // thread; recv() on the receiving thread.
+// How the harness's receiver takes hopper's items: recv() per item, recv_for() per item
+// (100 ms), a try_recv() loop that yields the core when it finds nothing, or recv_many()
+// of up to `batch`.
+enum class Receive { one, timed, poll, many };
+
 template <class T>
 class HopperContender {
  public:
-  explicit HopperContender(const Options& options, std::size_t batch = 256) : batch_(batch) {
+  explicit HopperContender(const Options& options, std::size_t batch = 256, Receive mode = Receive::many)
+      : batch_(batch), mode_(batch <= 1 && mode == Receive::many ? Receive::one : mode) {
     auto ch = channel<T>(options);
     if (!ch.ok()) throw std::runtime_error("hopper::channel: " + ch.status().message());
     sender_.emplace(std::move(ch->sender));
@@ -50,9 +57,25 @@ class HopperContender {
   Producer producer() { return Producer(*sender_); }
   void ready() { sender_.reset(); }
   void recv(T& out) {
-    if (batch_ <= 1) {
-      if (Status st = receiver_->recv(out); !st.ok()) throw std::runtime_error(st.message());
-      return;
+    switch (mode_) {
+      case Receive::one:
+        if (Status st = receiver_->recv(out); !st.ok()) throw std::runtime_error(st.message());
+        return;
+      case Receive::timed:
+        for (;;) {
+          const Status st = receiver_->recv_for(out, std::chrono::milliseconds(100));
+          if (st.ok()) return;
+          if (st.code() != Errc::timeout) throw std::runtime_error(st.message());
+        }
+      case Receive::poll:
+        for (;;) {
+          const Status st = receiver_->try_recv(out);
+          if (st.ok()) return;
+          if (st.code() != Errc::empty) throw std::runtime_error(st.message());
+          std::this_thread::yield();
+        }
+      case Receive::many:
+        break;
     }
     if (pos_ == buffer_.size()) {
       buffer_.clear();
@@ -72,6 +95,7 @@ class HopperContender {
   std::optional<Sender<T>> sender_;
   std::optional<Receiver<T>> receiver_;
   std::size_t batch_;
+  Receive mode_;
   std::vector<T> buffer_;
   std::size_t pos_ = 0;
 };

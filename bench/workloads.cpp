@@ -108,7 +108,8 @@ Sample hopper_run(const Workload& w, const Settings& st, std::size_t batch) {
   const bool spill = w.kind == Kind::spill || w.kind == Kind::durable;
   Options o = spill ? spill_options(dir.path()) : memory_options(dir.path());
   if (w.kind == Kind::durable) o.sync = SyncPolicy::always;
-  HopperContender<T> q(o, batch);
+  if (w.memory_budget > 0) o.max_memory_bytes = w.memory_budget;
+  HopperContender<T> q(o, batch, w.kind == Kind::matrix ? w.receive : Receive::many);
   const MpscShape shape{w.producers, w.items, w.kind == Kind::spill ? st.pace : 0};
   const MpscTimes t = run_mpsc(q, shape, source_for<T>(st));
   const std::uint64_t n = rounded(w);
@@ -127,7 +128,7 @@ Sample hopper_run(const Workload& w, const Settings& st, std::size_t batch) {
 
 template <class T>
 Sample classic_run(const Workload& w, const Settings& st) {
-  ClassicContender<T> q(kMemoryBudget);
+  ClassicContender<T> q(w.memory_budget > 0 ? w.memory_budget : kMemoryBudget);
   const MpscTimes t = run_mpsc(q, MpscShape{w.producers, w.items, 0}, source_for<T>(st));
   return from_times<T>(t, rounded(w), t.total_seconds);
 }
@@ -370,6 +371,27 @@ std::vector<Workload> workloads(bool full, std::uint64_t backlog_bytes, int reps
                    Kind::memory, lines, p, lines ? mem_lines : mem_u64, reps, {vs_classic}});
     }
   }
+  // Every in-memory shape (issue 13): budget x receive style x item x producers, each against
+  // the classic queue bounded by the same bytes. Three rounds each: 48 cells.
+  const std::pair<std::uint64_t, const char*> budgets[] = {{4u << 10, "4k"}, {1u << 20, "1m"}, {256u << 20, "256m"}};
+  const std::pair<Receive, const char*> styles[] = {
+      {Receive::one, "recv"}, {Receive::timed, "recv_for"}, {Receive::poll, "try_recv"}, {Receive::many, "recv_many"}};
+  for (const auto& [budget, bname] : budgets) {
+    for (const auto& [style, sname] : styles) {
+      for (bool lines : {false, true}) {
+        for (int p : {1, 4}) {
+          const std::string item = lines ? "line" : "u64";
+          Workload w{"matrix/" + std::string(bname) + "/" + sname + "/" + item + "/" + std::to_string(p) + "p",
+                     std::string("in memory, ") + bname + " budget, " + sname + ", " + item + ", " +
+                         std::to_string(p) + " producer(s)",
+                     Kind::matrix, lines, p, (lines ? mem_lines : mem_u64) / 4, std::min(reps, 3), {vs_classic}};
+          w.memory_budget = budget;
+          w.receive = style;
+          v.push_back(std::move(w));
+        }
+      }
+    }
+  }
   for (bool lines : {true, false}) {
     for (int p : {1, 4}) {
       const std::string item = lines ? "line" : "u64";
@@ -426,10 +448,14 @@ std::vector<Contender> contenders() {
   v.push_back({kSubject,
                "hopper, receiving with recv_many(256); in memory: 1 MiB, max_disk_bytes = 0; spill: 4 KiB memory, "
                "64 KiB pages, zstd 1; durable: SyncPolicy::always",
-               kinds({Kind::memory, Kind::spill, Kind::seed, Kind::backlog, Kind::durable}),
+               kinds({Kind::memory, Kind::spill, Kind::seed, Kind::backlog, Kind::durable, Kind::matrix}),
                [](const Workload& w, const Settings& st, Json* series) {
                  return measured([&] {
                    switch (w.kind) {
+                     case Kind::matrix:
+                       return by_item(w, [&](auto t) {
+                         return hopper_run<decltype(t)>(w, st, w.receive == Receive::many ? 256 : 1);
+                       });
                      case Kind::memory:
                      case Kind::spill:
                      case Kind::durable:
@@ -453,7 +479,7 @@ std::vector<Contender> contenders() {
                  return measured([&] { return by_item(w, [&](auto t) { return hopper_run<decltype(t)>(w, st, 1); }); });
                }});
   v.push_back({"mutex+condvar+deque", "std::mutex + 2 std::condition_variable + std::deque, same byte capacity",
-               kinds({Kind::memory, Kind::seed}), [](const Workload& w, const Settings& st, Json*) {
+               kinds({Kind::memory, Kind::seed, Kind::matrix}), [](const Workload& w, const Settings& st, Json*) {
                  return measured([&] {
                    if (w.kind == Kind::seed)
                      return seed_runs(w, st, [](const std::filesystem::path&) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "contenders.hpp"
 #include "json.hpp"
 #include "rounds.hpp"
 #include "telemetry.hpp"
@@ -25,6 +26,7 @@ enum class Kind {
   seed,     // the seed's benchmark shape: 4 senders, 8,192 u64, 4,096 u64 of memory
   backlog,  // write a multi-GiB backlog, close, reopen: open time, first item, drain, resources
   durable,  // every item on stable storage before send returns: SyncPolicy::always
+  matrix,   // in memory, every shape: memory budget x receive style x item x producers
 };
 
 // A pass/fail line in the report. The subject (hopper) is compared with `versus` as a
@@ -47,6 +49,10 @@ struct Workload {
   std::uint64_t items;  // per repetition (per iteration for the seed shape)
   int reps;
   std::vector<Target> targets;
+  // The matrix: hopper's memory budget (and the classic queue's capacity), and how hopper's
+  // receiver takes items (0: the default budget; recv_many).
+  std::uint64_t memory_budget = 0;
+  Receive receive = Receive::many;
 };
 
 // What every run needs besides its workload.
