@@ -49,8 +49,8 @@ void SpillWriter::reserve(std::uint64_t bytes) {
   if (!reserving_ || file_size_ + bytes <= reserved_) return;
   // A step ahead, never past the segment's size or the disk budget's room; nothing when
   // the budget leaves no room past this page (the append then grows the file).
-  const std::uint64_t want = std::min(std::max(file_size_ + bytes, std::min(reserved_ + kReserveStep, segment_bytes_)),
-                                      file_size_ + bytes + room_);
+  const std::uint64_t ahead = std::min(std::max(reserved_, file_size_) + kReserveStep, segment_bytes_);
+  const std::uint64_t want = std::min(std::max(file_size_ + bytes, ahead), file_size_ + bytes + room_);
   if (want <= file_size_ + bytes) return;
   reserved_any_ = true;
   if (file_->preallocate(want).ok()) {
