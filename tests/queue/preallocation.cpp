@@ -41,6 +41,14 @@ std::uint64_t pages_end(const fs::path& segment) {
   return end;
 }
 
+// Closes the senders of a reopened queue and checks it gives back tagged(0, 0..n-1), in order.
+void expect_all_back(Channel<std::string>& ch, int n) {
+  ch.sender.close();
+  const auto back = recv_until_closed(ch.receiver);
+  ASSERT_EQ(back.size(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) EXPECT_EQ(back[i], tagged(0, i));
+}
+
 // Files whose preallocate() and truncate() can be made to fail (ENOSPC, EIO); the rest is
 // the real disk.
 class RefusingFileSystem : public ForwardingFileSystem {
@@ -92,10 +100,7 @@ TEST(Preallocation, TheSegmentBeingWrittenHasRoomAheadAndLosesItAtShutdown) {
   ASSERT_TRUE(ch);
   EXPECT_EQ(ch->receiver.stats().torn_bytes, 0u);
   EXPECT_TRUE(ch->receiver.damage_report().empty());
-  ch->sender.close();
-  const auto back = recv_until_closed(ch->receiver);
-  ASSERT_EQ(back.size(), 20u);
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(back[i], tagged(0, i));
+  expect_all_back(*ch, 20);
 }
 
 TEST(Preallocation, ARotatedSegmentEndsWithItsLastPage) {
@@ -171,10 +176,7 @@ TEST(Preallocation, ACrashLeavesTheRoomAsATornTailAndLosesNoAcknowledgedItem) {
   ASSERT_TRUE(after);
   EXPECT_EQ(after->receiver.stats().torn_bytes, zeros);
   EXPECT_EQ(after->receiver.stats().corrupt_pages, 0u);
-  after->sender.close();
-  const auto back = recv_until_closed(after->receiver);
-  ASSERT_EQ(back.size(), 50u);
-  for (int i = 0; i < 50; ++i) EXPECT_EQ(back[i], tagged(0, i));
+  expect_all_back(*after, 50);
 }
 
 TEST(Preallocation, AFileSystemThatRefusesIsAppendedToAsWithout) {
@@ -194,8 +196,7 @@ TEST(Preallocation, AFileSystemThatRefusesIsAppendedToAsWithout) {
   }
   auto ch = open_channel<std::string>(o);
   ASSERT_TRUE(ch);
-  ch->sender.close();
-  EXPECT_EQ(recv_until_closed(ch->receiver).size(), 20u);
+  expect_all_back(*ch, 20);
 }
 
 // The cut at shutdown fails: the zeros stay, and the next open cuts them as a torn tail.
@@ -219,10 +220,7 @@ TEST(Preallocation, ACutThatFailsLeavesATornTailForTheNextOpen) {
   auto ch = open_channel<std::string>(o);
   ASSERT_TRUE(ch);
   EXPECT_EQ(ch->receiver.stats().torn_bytes, zeros);
-  ch->sender.close();
-  const auto back = recv_until_closed(ch->receiver);
-  ASSERT_EQ(back.size(), 20u);
-  for (int i = 0; i < 20; ++i) EXPECT_EQ(back[i], tagged(0, i));
+  expect_all_back(*ch, 20);
 }
 
 // Without syncing nothing is reserved (an fdatasync is what it saves).
