@@ -379,12 +379,13 @@ int main(int argc, char** argv) {
     // Targets.
     hb::Json tj = hb::Json::array();
     for (const auto& t : w.targets) {
-      std::vector<double> values;  // per round: same-run ratios, or hopper's own figure
-      if (has_subject && !t.versus.empty() && runs.count(t.versus)) {
-        values = hb::same_run_ratios(runs.at(hb::kSubject), runs.at(t.versus));
-      } else if (has_subject && t.versus.empty()) {
-        values = t.metric == "items_per_s" ? hb::rates(runs.at(hb::kSubject))
-                                           : extra_values(runs.at(hb::kSubject), t.metric);
+      std::vector<double> values;  // per round: same-run ratios, or the subject's own figure
+      const std::string subject = t.subject.empty() ? std::string(hb::kSubject) : t.subject;
+      const bool measured = runs.count(subject) > 0;
+      if (measured && !t.versus.empty() && runs.count(t.versus)) {
+        values = hb::same_run_ratios(runs.at(subject), runs.at(t.versus));
+      } else if (measured && t.versus.empty()) {
+        values = t.metric == "items_per_s" ? hb::rates(runs.at(subject)) : extra_values(runs.at(subject), t.metric);
       }
       const bool known = !values.empty();
       const hb::Spread v = hb::spread_of(values);
@@ -396,6 +397,7 @@ int main(int argc, char** argv) {
       one["metric"] = t.metric;
       one["bound"] = t.bound;
       one["at_most"] = t.at_most;
+      one["subject"] = subject;
       one["value"] = known ? hb::Json(v.median) : hb::Json();
       one["min"] = known ? hb::Json(v.min) : hb::Json();
       one["max"] = known ? hb::Json(v.max) : hb::Json();

@@ -38,6 +38,7 @@ struct Target {
   std::string metric = "items_per_s";
   double bound = 0;
   bool at_most = false;  // pass when value <= bound (else value >= bound)
+  std::string subject{};  // the contender measured; empty: hopper (kSubject)
 };
 
 struct Workload {
@@ -82,6 +83,7 @@ struct Contender {
 };
 
 inline const char* kSubject = "hopper";
+inline const char* kHelped = "hopper +1 compression thread";  // Options::compression_threads = 1
 
 // full = the documented run; otherwise the seconds-long smoke mode for CI.
 std::vector<Workload> workloads(bool full, std::uint64_t backlog_bytes, int reps, int backlog_reps);

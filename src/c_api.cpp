@@ -197,6 +197,9 @@ void hopper_options_set_page_bytes(hopper_options* o, uint32_t bytes) {
 void hopper_options_set_compression_level(hopper_options* o, int level) {
   if (o) o->options.compression_level = level;
 }
+void hopper_options_set_compression_threads(hopper_options* o, uint32_t threads) {
+  if (o) o->options.compression_threads = threads;
+}
 void hopper_options_set_when_full(hopper_options* o, hopper_full_policy policy) {
   if (!o) return;
   switch (policy) {

@@ -28,6 +28,9 @@ Status validate(const Options& o) {
   if (o.max_age.count() < 0)
     return bad("Options::max_age is negative (" + std::to_string(o.max_age.count()) +
                " ms); 0 means items never expire");
+  if (o.compression_threads > 16)
+    return bad("Options::compression_threads is " + std::to_string(o.compression_threads) +
+               "; at most 16 (0: no thread of the queue's own)");
   if (o.sync == SyncPolicy::always && o.max_disk_bytes == 0)
     return bad("Options::sync is SyncPolicy::always but Options::max_disk_bytes is 0: items must go to disk");
   if (o.max_disk_bytes > 0) {

@@ -401,6 +401,7 @@ OutputConfig parse_output(const toml::table& t, std::size_t index, const Place& 
   if (auto v = k.size("segment_bytes", 1, kMax)) o.queue.segment_bytes = *v;
   if (auto v = k.size("page_bytes", 1, 1u << 30)) o.queue.page_bytes = static_cast<std::uint32_t>(*v);
   if (auto v = k.integer("compression_level", -7, 22)) o.queue.compression_level = static_cast<int>(*v);
+  if (auto v = k.integer("compression_threads", 0, 16)) o.queue.compression_threads = static_cast<std::uint32_t>(*v);
   if (auto v = k.string("when_full")) {
     if (*v == "block") o.queue.when_full = hopper::FullPolicy::block;
     else if (*v == "fail") o.queue.when_full = hopper::FullPolicy::fail;
@@ -533,6 +534,7 @@ bool OutputConfig::same_as(const OutputConfig& o) const {
   const bool same_queue = a.directory == b.directory && a.max_memory_bytes == b.max_memory_bytes &&
                           a.max_disk_bytes == b.max_disk_bytes && a.segment_bytes == b.segment_bytes &&
                           a.page_bytes == b.page_bytes && a.compression_level == b.compression_level &&
+                          a.compression_threads == b.compression_threads &&
                           a.when_full == b.when_full && a.sync == b.sync && a.sync_interval == b.sync_interval &&
                           a.max_age == b.max_age;
   const KafkaConfig& k = kafka;

@@ -81,6 +81,9 @@ void hopper_options_set_max_disk_bytes(hopper_options* options, uint64_t bytes);
 void hopper_options_set_segment_bytes(hopper_options* options, uint64_t bytes);
 void hopper_options_set_page_bytes(hopper_options* options, uint32_t bytes);
 void hopper_options_set_compression_level(hopper_options* options, int level);
+/* Threads of the queue's own that compress and write spilled pages (hopper::Options::
+ * compression_threads): 0 (the default) starts none; at most 16. */
+void hopper_options_set_compression_threads(hopper_options* options, uint32_t threads);
 void hopper_options_set_when_full(hopper_options* options, hopper_full_policy policy);
 void hopper_options_set_sync(hopper_options* options, hopper_sync_policy policy);
 void hopper_options_set_sync_interval_ms(hopper_options* options, uint64_t milliseconds);

@@ -56,6 +56,15 @@ struct Options {
   // goes first if it is wholly past it and unread. Zero: items never expire.
   std::chrono::milliseconds max_age{0};
 
+  // Threads of the queue's own that compress and write sealed pages, so that a sender that
+  // spills only encodes its item into the open page (docs/architecture.md, "Compression
+  // helpers"). 0 (the default): the queue starts no thread; senders compress and write the
+  // pages they seal, and help one another. N: N helpers, started at open and joined at
+  // close; a sender still helps when sealed pages pile up (SpillPipeline's limit). Worth
+  // it only with a core to spare. No effect without spilling (max_disk_bytes = 0) or under
+  // SyncPolicy::always (each sender leads its own group commit). At most 16.
+  std::uint32_t compression_threads = 0;
+
   // The file system seam. Null means the real POSIX file system; tests pass one that
   // injects faults. Shared so that several queues (and a test) may hold the same one.
   std::shared_ptr<FileSystem> file_system;

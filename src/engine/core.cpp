@@ -78,6 +78,7 @@ Core::Core(Options options)
       clock_offset_ms_(clock_offset_at_open()) {}
 
 Core::~Core() {
+  stop_helpers();
   if (const int fd = wait_fd_.load(std::memory_order_relaxed); fd >= 0) ::close(fd);
 }
 
@@ -103,6 +104,7 @@ Result<std::unique_ptr<Core>> Core::open(const Options& options) {
   core->writer_ = std::make_unique<SpillWriter>(fs, options.directory, options.segment_bytes, options.compression_level,
                                                 rec->next_segment, options.sync != SyncPolicy::none);
   core->read_ = std::make_unique<ReadPath>(fs, options.directory, options, rec->cursor);
+  {
   MutexLock lk(core->mu_);  // nobody else can see it yet; the analysis wants it all the same
   core->rooms_ = std::make_unique<Rooms>(options, rec->next_seq);
   Rooms& r = *core->rooms_;
@@ -137,6 +139,9 @@ Result<std::unique_ptr<Core>> Core::open(const Options& options) {
   r.missing = rec->missing;
   r.read_errors = rec->read_errors;
   core->next_seq_ = rec->next_seq;
+  }
+  // Compression helpers start once the queue is whole (Options::compression_threads).
+  if (Status s = core->start_helpers(); !s.ok()) return s;
   return core;
 }
 

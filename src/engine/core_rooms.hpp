@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <hopper/detail/core.hpp>
@@ -34,6 +35,11 @@ struct Core::Rooms {
   std::uint64_t pages_unreadable = 0;
   std::uint64_t items_unreadable = 0;
   std::uint64_t read_errors = 0;
+};
+
+// The compression helpers' threads (Options::compression_threads).
+struct Core::Helpers {
+  std::vector<std::thread> threads;
 };
 
 }  // namespace hopper::detail

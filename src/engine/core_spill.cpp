@@ -188,7 +188,9 @@ bool Core::append_pending() {
     // sealed page out of order.
     const AppendedPage& a = r.page;
     const std::uint64_t end = p.page.end_seq();
+    std::string buffer = std::move(p.page.raw);  // page_written needs its numbers, not its bytes
     rooms_->pipeline.page_written(std::move(p), a);
+    rooms_->page.recycle(std::move(buffer));
     rooms_->segments.appended(a.segment, a.bytes, end);
     wrote = true;
     written_end = std::max(written_end, end);

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <hopper/detail/sync.hpp>
 #include <hopper/detail/verdicts.hpp>
@@ -113,6 +114,10 @@ class OpenPage {
   bool full() const noexcept { return page_.raw.size() >= page_bytes_; }
   // The page's items, in order; the open page starts empty again. Precondition: open().
   RawPage seal();
+  // A written page's buffer, for a later page to fill: a page buffer the writer has just
+  // read is warm in the cache, a new one costs page faults and cache misses on every item
+  // encoded into it. At most kSpares are kept.
+  void recycle(std::string buffer);
 
  private:
   SpillVerdict refuse(SpillVerdict v) {
@@ -120,6 +125,8 @@ class OpenPage {
     return v;
   }
 
+  static constexpr std::size_t kSpares = 2;
+  std::vector<std::string> spares_;
   std::uint32_t page_bytes_;
   std::uint64_t segment_bytes_;
   std::uint64_t max_disk_bytes_;

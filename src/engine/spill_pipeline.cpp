@@ -12,6 +12,7 @@ bool claimable_page(const SealedPage& p) { return p.stage == SealedPage::Stage::
 
 SpillPipeline::SpillPipeline(const Options& o, std::uint64_t next_seq)
     : always_(o.sync == SyncPolicy::always),
+      max_pending_(compression_helpers(o) > 0 ? kMaxPendingHelped : kMaxPending),
       sync_(o.sync),
       sync_interval_(o.sync_interval),
       last_end_(next_seq),

@@ -135,6 +135,7 @@ static void spill_commit_reopen(void) {
   hopper_options_set_sync(o, HOPPER_SYNC_INTERVAL);
   hopper_options_set_sync_interval_ms(o, 50);
   hopper_options_set_compression_level(o, 3);
+  hopper_options_set_compression_threads(o, 1);
   hopper_sender* tx = NULL;
   hopper_receiver* rx = NULL;
   CHECK_CODE(hopper_open(o, &tx, &rx), HOPPER_OK);

@@ -106,6 +106,19 @@ TEST(Config, MaxAgeIsAnOutputsQueueOption) {
   EXPECT_NE(e.find("t.toml:6: output[0].max_age_ms"), std::string::npos) << e;
 }
 
+TEST(Config, CompressionThreadsIsAnOutputsQueueOption) {
+  const std::string base = "[input]\ntcp = \"127.0.0.1:1\"\n[[output]]\naddress = \"127.0.0.1:2\"\nqueue_dir = \"/q\"\n";
+  auto c = parse_config(base + "compression_threads = 2\n", "t.toml");
+  ASSERT_TRUE(c.ok()) << c.status().message();
+  EXPECT_EQ(c->outputs[0].queue.compression_threads, 2u);
+  auto off = parse_config(base, "t.toml");
+  ASSERT_TRUE(off.ok());
+  EXPECT_EQ(off->outputs[0].queue.compression_threads, 0u) << "none unless asked";
+  EXPECT_FALSE(c->outputs[0].same_as(off->outputs[0])) << "a changed count reopens the queue on reload";
+  const std::string e = error_of(base + "compression_threads = 17\n");
+  EXPECT_NE(e.find("t.toml:6: output[0].compression_threads"), std::string::npos) << e;
+}
+
 TEST(Config, BadSizeAndBadPort) {
   EXPECT_NE(error_of("[input]\ntcp = \"127.0.0.1:1\"\n[[output]]\naddress = \"127.0.0.1:2\"\nqueue_dir = \"/q\"\n"
                      "max_memory_bytes = \"lots\"\n")

@@ -54,6 +54,7 @@ TEST(Queue, EveryInvalidOptionIsNamed) {
       {"page above the maximum", [](Options& o) { o.page_bytes = (1u << 30) + 1; }, "page_bytes"},
       {"compression too low", [](Options& o) { o.compression_level = -8; }, "compression_level"},
       {"compression too high", [](Options& o) { o.compression_level = 23; }, "compression_level"},
+      {"too many compression threads", [](Options& o) { o.compression_threads = 17; }, "compression_threads"},
   };
   for (const BadOption& c : cases) {
     Options o = test::small_options(dir.path());

@@ -213,6 +213,17 @@ class Core {
   // not), waiting for other writers as needed. The first write error is returned; the
   // pages it concerns stay in RAM.
   Status write_all() HOPPER_REQUIRES(mu_);
+  // A sender just sealed a page (and pushed its marker): with compression helpers running
+  // (Options::compression_threads), an idle one is woken for it and the sender goes on;
+  // else the sender writes it now (write_sealed). Pages the receiver seals to read them
+  // are not handed to helpers: it takes them from RAM.
+  void spill_sealed() HOPPER_REQUIRES(mu_) {
+    if (!helping_) {
+      (void)write_sealed();
+    } else if (helpers_idle_ > 0) {
+      helper_cv_.notify_one();
+    }
+  }
   // Not ok while the disk refuses page writes (its page is kept in RAM for a retry). Under
   // SyncPolicy::none and interval, sends go on into RAM pages while there is room for
   // them; then the full policy applies.
@@ -323,6 +334,16 @@ class Core {
   // segments wholly below it. See Receiver::commit.
   Status commit(std::uint64_t position) HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
 
+  // ---- compression helpers (Options::compression_threads; src/engine/core_helpers.cpp)
+  // Starts them; open does, once the queue is recovered. An error names why a thread could
+  // not be started (the ones started are stopped again).
+  Status start_helpers() HOPPER_EXCLUDES(mu_);
+  // Stops them and waits for them: each finishes the page it is on (compressing it, or
+  // appending a round of pages and its sync). Sealed pages left are written by whoever
+  // comes next, as without helpers. Shutdown calls it first; again later, it does nothing.
+  // Called by the last owner of the queue only (shutdown, ~Core).
+  void stop_helpers() HOPPER_EXCLUDES(mu_);
+
   // ---- shutdown, with no other handle left
   // The memory items, in deque order, each numbered `seq`: encode each into the buffer
   // returned, between begin_shutdown_item() and end_shutdown_item().
@@ -378,6 +399,10 @@ class Core {
   void arm_wait_handle_now() HOPPER_REQUIRES(mu_);
   void settle_skipped_now() HOPPER_REQUIRES(mu_, receiver_);
 
+  // A compression helper's loop: write or compress sealed pages (write_sealed) while there
+  // are any, else wait for a sender's sealed page (spill_sealed) or for a failed write's retry to come due.
+  void help() HOPPER_EXCLUDES(mu_);
+
   // The conductor's steps (src/engine/): each names the lock windows it opens.
   bool append_pending() HOPPER_REQUIRES(mu_);
   void compress_sealed(SealedPage& page) HOPPER_REQUIRES(mu_);
@@ -411,6 +436,7 @@ class Core {
   CondVar receiver_cv_;  // the receiver waits here for items or pages
   CondVar sender_cv_;    // senders wait here for room, a sealed-page slot or a group commit;
                          // flush and shutdown for the writer
+  CondVar helper_cv_;    // idle compression helpers wait here for a sealed page
   Token writer_token_;   // see above; SpillPipeline::writing() says whether it is taken
   Token receiver_;
 
@@ -435,6 +461,13 @@ class Core {
   // SegmentSet::removal_pending(), kept here so the per-item paths test it inline; set
   // where that answer changes: open (undeleted segments) and remove_segment.
   bool removal_pending_ HOPPER_GUARDED_BY(mu_) = false;
+  // Compression helpers: running (set by start_helpers, cleared by stop_helpers), and how
+  // many wait on helper_cv_ (spill_sealed wakes one). Their threads: in helpers_, touched only by
+  // open and by the queue's last owner.
+  bool helping_ HOPPER_GUARDED_BY(mu_) = false;
+  int helpers_idle_ HOPPER_GUARDED_BY(mu_) = 0;
+  struct Helpers;
+  std::unique_ptr<Helpers> helpers_;
   // The wait handle: -1 until the receiver asks for it; then set once, closed with Core.
   std::atomic<int> wait_fd_{-1};
   bool handle_armed_ HOPPER_GUARDED_BY(mu_) = false;  // emptied after a receive found nothing

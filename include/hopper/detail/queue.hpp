@@ -230,7 +230,7 @@ class Queue {
             case SpillVerdict::accepted:
               if (core_->page_full()) {
                 seal_and_push();
-                core_->write_sealed();
+                core_->spill_sealed();
               }
               if (core_->sync_always()) {
                 if (durable_seq) {
@@ -242,7 +242,7 @@ class Queue {
               return Status();
             case SpillVerdict::need_seal:
               seal_and_push();
-              core_->write_sealed();
+              core_->spill_sealed();
               continue;
             case SpillVerdict::too_large:
               if (core_->sync_always() || fp > core_->options().max_memory_bytes) return core_->refuse_for_segment(fp);
@@ -730,6 +730,8 @@ class Queue {
 
   // No handle is left: write every item still in memory to disk, so a reopen returns it.
   void shutdown() {
+    // The compression helpers finish the page they are on; what is left is written below.
+    core_->stop_helpers();
     TokenScope role(core_->receiver());
     MutexLock lk(core_->mutex());
     // Memory items drop_oldest discarded ahead of the receiver count as delivered (they
