@@ -105,40 +105,40 @@ Result<std::unique_ptr<Core>> Core::open(const Options& options) {
                                                 rec->next_segment, options.sync != SyncPolicy::none);
   core->read_ = std::make_unique<ReadPath>(fs, options.directory, options, rec->cursor);
   {
-  MutexLock lk(core->mu_);  // nobody else can see it yet; the analysis wants it all the same
-  core->rooms_ = std::make_unique<Rooms>(options, rec->next_seq);
-  Rooms& r = *core->rooms_;
-  for (const auto& s : rec->segments) r.segments.add(s.number, s.bytes, s.pages);
-  // Delivered, but their unlink failed at open: counted, and retried from now on.
-  for (const auto& s : rec->stale) r.segments.add_undeleted(s.number, s.bytes, Clock::now());
-  core->removal_pending_ = r.segments.removal_pending();
-  // Left in place unread: counted against the budget, neither delivered nor removed.
-  for (const auto& s : rec->held) r.segments.add_held(s.number, s.bytes);
-  // Times written in the future of this open's clock (the wall clock was set back since,
-  // or the files came from another machine) would keep their items from expiring until the
-  // clock caught up: such a page is moved back so that its newest item is as old as this
-  // open, its items keeping their spacing. Past times are kept: a clock set forward since
-  // makes items older (docs/architecture.md, "Age").
-  const std::uint64_t opened_ms = core->now_ms();
-  for (auto p : rec->pages) {
-    if (p.ref.version != format::kVersion1 && p.ref.newest_ms > opened_ms) {
-      const std::uint64_t shift = p.ref.newest_ms - opened_ms;
-      p.ref.base_ms = p.ref.base_ms > shift ? p.ref.base_ms - shift : 1;
-      p.ref.newest_ms = opened_ms;
+    MutexLock lk(core->mu_);  // nobody else can see it yet; the analysis wants it all the same
+    core->rooms_ = std::make_unique<Rooms>(options, rec->next_seq);
+    Rooms& r = *core->rooms_;
+    for (const auto& s : rec->segments) r.segments.add(s.number, s.bytes, s.pages);
+    // Delivered, but their unlink failed at open: counted, and retried from now on.
+    for (const auto& s : rec->stale) r.segments.add_undeleted(s.number, s.bytes, Clock::now());
+    core->removal_pending_ = r.segments.removal_pending();
+    // Left in place unread: counted against the budget, neither delivered nor removed.
+    for (const auto& s : rec->held) r.segments.add_held(s.number, s.bytes);
+    // Times written in the future of this open's clock (the wall clock was set back since,
+    // or the files came from another machine) would keep their items from expiring until the
+    // clock caught up: such a page is moved back so that its newest item is as old as this
+    // open, its items keeping their spacing. Past times are kept: a clock set forward since
+    // makes items older (docs/architecture.md, "Age").
+    const std::uint64_t opened_ms = core->now_ms();
+    for (auto p : rec->pages) {
+      if (p.ref.version != format::kVersion1 && p.ref.newest_ms > opened_ms) {
+        const std::uint64_t shift = p.ref.newest_ms - opened_ms;
+        p.ref.base_ms = p.ref.base_ms > shift ? p.ref.base_ms - shift : 1;
+        p.ref.newest_ms = opened_ms;
+      }
+      r.pipeline.add_recovered(p);
+      r.recovered_counts.push_back(p.ref.count - p.skip);
+      r.segments.note_end(p.ref.segment, p.ref.first_seq + p.ref.count);
     }
-    r.pipeline.add_recovered(p);
-    r.recovered_counts.push_back(p.ref.count - p.skip);
-    r.segments.note_end(p.ref.segment, p.ref.first_seq + p.ref.count);
-  }
-  r.segments.commit(rec->cursor);
-  r.segments.count_remove_errors(rec->remove_errors);
-  r.recovered = r.disk_in = rec->items;
-  r.damage = std::move(rec->problems);
-  r.corrupt_pages = rec->corrupt_pages;
-  r.torn_bytes = rec->torn_bytes;
-  r.missing = rec->missing;
-  r.read_errors = rec->read_errors;
-  core->next_seq_ = rec->next_seq;
+    r.segments.commit(rec->cursor);
+    r.segments.count_remove_errors(rec->remove_errors);
+    r.recovered = r.disk_in = rec->items;
+    r.damage = std::move(rec->problems);
+    r.corrupt_pages = rec->corrupt_pages;
+    r.torn_bytes = rec->torn_bytes;
+    r.missing = rec->missing;
+    r.read_errors = rec->read_errors;
+    core->next_seq_ = rec->next_seq;
   }
   // Compression helpers start once the queue is whole (Options::compression_threads).
   if (Status s = core->start_helpers(); !s.ok()) return s;

@@ -400,7 +400,8 @@ class Core {
   void settle_skipped_now() HOPPER_REQUIRES(mu_, receiver_);
 
   // A compression helper's loop: write or compress sealed pages (write_sealed) while there
-  // are any, else wait for a sender's sealed page (spill_sealed) or for a failed write's retry to come due.
+  // are any, else wait for a sender's sealed page (spill_sealed) or for a failed write's
+  // retry to come due.
   void help() HOPPER_EXCLUDES(mu_);
 
   // The conductor's steps (src/engine/): each names the lock windows it opens.
