@@ -190,6 +190,51 @@ TEST(Always, SendersWaitingTogetherShareOneSync) {
   EXPECT_LE(syncs, 2u) << "no group commit: the seven waiting senders did not share one fdatasync";
 }
 
+// A receiver that keeps up must not cut a group short: while one sender's fdatasync is
+// held, the receiver takes that sender's item (written, published) and finds nothing more
+// queued, while two more senders wait with their items in the open page. It must leave the
+// page to them (they write it together, one page, one sync); sealing it itself made a page
+// per item with 4 producers (1.2 items per fdatasync).
+TEST(Always, AReceiverThatKeepsUpLeavesTheOpenPageToItsWaitingSenders) {
+  TempDir dir;
+  auto ffs = FaultFileSystem::create();
+  Options o = fault_options(dir.path(), ffs);
+  o.sync = SyncPolicy::always;
+  auto ch = channel<std::string>(o);
+  ASSERT_TRUE(ch.ok()) << ch.status().message();
+  ASSERT_TRUE(ch->sender.send(tagged(9, 0)).ok());  // the segment exists from here on
+  std::string v;
+  ASSERT_TRUE(ch->receiver.recv_for(v, seconds(10)).ok());
+  Watchdog dog(seconds(60), "AReceiverThatKeepsUpLeavesTheOpenPageToItsWaitingSenders");
+  ffs->hold_syncs();
+  const std::uint64_t pages_before = ch->receiver.stats().pages_written;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  auto send_one = [&](std::uint32_t p) {
+    Sender<std::string> s = ch->sender;
+    if (s.send(tagged(p, 0)).ok()) ++ok;
+  };
+  threads.emplace_back(send_one, 0);
+  while (ffs->syncs_waiting() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  ASSERT_TRUE(ch->receiver.recv_for(v, seconds(10)).ok()) << "the written page was not readable";
+  EXPECT_EQ(v, tagged(0, 0));
+  threads.emplace_back(send_one, 1);
+  while (ch->receiver.stats().items_sent < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  EXPECT_EQ(ch->receiver.try_recv(v).code(), Errc::empty) << "an item was delivered before its page was written";
+  threads.emplace_back(send_one, 2);
+  while (ch->receiver.stats().items_sent < 4) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let them reach their wait
+  ffs->release_syncs();
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 3);
+  EXPECT_EQ(ch->receiver.stats().pages_written - pages_before, 2u)
+      << "the two waiting senders' items were not written together";
+  ch->sender.close();
+  std::vector<std::string> back;
+  EXPECT_EQ(receive_all(ch->receiver, back).code(), Errc::closed);
+  EXPECT_EQ(back, (std::vector<std::string>{tagged(1, 0), tagged(2, 0)}));
+}
+
 // Parallel compression, made deterministic: while the writer token's holder is held in
 // its fdatasync, another sender fills and seals a page. It must not wait for the token to
 // compress it: it compresses the page itself (counted), and the holder only appends it.
