@@ -57,6 +57,14 @@ bool eventually(F done) {
   return true;
 }
 
+// Closes the senders and checks the receiver gives back tagged(0, 0..n-1, 40), in order.
+void expect_all_back(Channel<std::string>& ch, int n) {
+  ch.sender.close();
+  const auto back = recv_until_closed(ch.receiver);
+  ASSERT_EQ(back.size(), static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) ASSERT_EQ(back[i], tagged(0, i, 40));
+}
+
 // Segment files that record which threads appended to them.
 class AppenderRecordingFileSystem : public ForwardingFileSystem {
  public:
@@ -142,10 +150,7 @@ TEST(CompressionHelpers, ASpillingSenderLeavesItsPagesToAHelper) {
   const std::set<std::thread::id> appenders = recording->appenders();
   EXPECT_EQ(appenders.count(std::this_thread::get_id()), 0u) << "the sender appended pages itself";
   EXPECT_EQ(appenders.size(), 1u);
-  ch->sender.close();
-  const auto back = recv_until_closed(ch->receiver);
-  ASSERT_EQ(back.size(), static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) ASSERT_EQ(back[i], tagged(0, i, 40));
+  expect_all_back(*ch, n);
 }
 
 // A page write fails while the disk is full: the page stays in RAM and a helper retries it
@@ -167,10 +172,7 @@ TEST(CompressionHelpers, AHelperRetriesAFailedWriteByItself) {
     return st.pages_written > 0 && st.items_spilled > 0;
   })) << "no page was written after the failures";
   EXPECT_GE(ch->receiver.stats().write_errors, 2u);
-  ch->sender.close();
-  const auto back = recv_until_closed(ch->receiver);
-  ASSERT_EQ(back.size(), static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) ASSERT_EQ(back[i], tagged(0, i, 40));
+  expect_all_back(*ch, n);
 }
 
 // Four senders, two helpers, a receiver that takes part, then a shutdown with pages sealed,

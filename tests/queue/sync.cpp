@@ -11,6 +11,7 @@
 #include <chrono>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -157,35 +158,62 @@ TEST(Always, AReadSegmentKeptForAppendsGivesItsRoomToASenderThatNeedsIt) {
   EXPECT_EQ(got.size(), big_size);
 }
 
+// A queue under SyncPolicy::always on the fault file system (its segment made by a first
+// item, tagged(9, 0)) and senders on threads of their own counting their acknowledgements:
+// for the tests that hold an fdatasync while other senders queue up behind it.
+struct HeldSyncs {
+  TempDir dir;
+  std::shared_ptr<FaultFileSystem> ffs = FaultFileSystem::create();
+  std::optional<Channel<std::string>> ch;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+
+  HeldSyncs() {
+    Options o = fault_options(dir.path(), ffs);
+    o.sync = SyncPolicy::always;
+    ch = open_channel<std::string>(o);
+    if (ch && !ch->sender.send(tagged(9, 0)).ok()) ch.reset();  // the segment exists from here on
+  }
+  ~HeldSyncs() {
+    ffs->heal();  // a test that stopped early leaves no sender held in a sync
+    join();
+  }
+  void send_on_a_thread(std::uint32_t producer) {
+    threads.emplace_back([this, producer] {
+      Sender<std::string> s = ch->sender;
+      if (s.send(tagged(producer, 0)).ok()) ++ok;
+    });
+  }
+  void until_a_sync_is_held() const {
+    while (ffs->syncs_waiting() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  void until_sent(std::uint64_t items) const {
+    while (ch->receiver.stats().items_sent < items) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  void join() {
+    for (auto& t : threads) t.join();
+    threads.clear();
+  }
+};
+
 // Group commit, made deterministic: the first sender's fdatasync is held while seven more
 // senders queue up behind it; all seven must then be acknowledged by one more sync.
 TEST(Always, SendersWaitingTogetherShareOneSync) {
-  TempDir dir;
-  auto ffs = FaultFileSystem::create();
-  Options o = fault_options(dir.path(), ffs);
-  o.sync = SyncPolicy::always;
-  auto ch = channel<std::string>(o);
-  ASSERT_TRUE(ch.ok()) << ch.status().message();
-  ASSERT_TRUE(ch->sender.send(tagged(9, 0)).ok());  // the segment exists from here on
-  const std::uint64_t syncs_before = ffs->counters().syncs;
+  HeldSyncs h;
+  ASSERT_TRUE(h.ch);
+  const std::uint64_t syncs_before = h.ffs->counters().syncs;
   Watchdog dog(seconds(60), "SendersWaitingTogetherShareOneSync");
-  ffs->hold_syncs();
-  std::vector<std::thread> threads;
-  std::atomic<int> ok{0};
-  auto send_one = [&](std::uint32_t p) {
-    Sender<std::string> s = ch->sender;
-    if (s.send(tagged(p, 0)).ok()) ++ok;
-  };
-  threads.emplace_back(send_one, 0);
-  while (ffs->syncs_waiting() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  for (std::uint32_t p = 1; p < 8; ++p) threads.emplace_back(send_one, p);
-  while (ch->receiver.stats().items_sent < 9) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  h.ffs->hold_syncs();
+  h.send_on_a_thread(0);
+  h.until_a_sync_is_held();
+  for (std::uint32_t p = 1; p < 8; ++p) h.send_on_a_thread(p);
+  h.until_sent(9);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let them reach their wait
-  EXPECT_EQ(ok.load(), 0) << "acknowledged while the only fdatasync was still running";
-  ffs->release_syncs();
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(ok.load(), 8);
-  const std::uint64_t syncs = ffs->counters().syncs - syncs_before;
+  EXPECT_EQ(h.ok.load(), 0) << "acknowledged while the only fdatasync was still running";
+  h.ffs->release_syncs();
+  h.join();
+  EXPECT_EQ(h.ok.load(), 8);
+  const std::uint64_t syncs = h.ffs->counters().syncs - syncs_before;
   EXPECT_GE(syncs, 2u) << "the seven late items were written after the first sync began";
   EXPECT_LE(syncs, 2u) << "no group commit: the seven waiting senders did not share one fdatasync";
 }
@@ -196,42 +224,31 @@ TEST(Always, SendersWaitingTogetherShareOneSync) {
 // page to them (they write it together, one page, one sync); sealing it itself made a page
 // per item with 4 producers (1.2 items per fdatasync).
 TEST(Always, AReceiverThatKeepsUpLeavesTheOpenPageToItsWaitingSenders) {
-  TempDir dir;
-  auto ffs = FaultFileSystem::create();
-  Options o = fault_options(dir.path(), ffs);
-  o.sync = SyncPolicy::always;
-  auto ch = channel<std::string>(o);
-  ASSERT_TRUE(ch.ok()) << ch.status().message();
-  ASSERT_TRUE(ch->sender.send(tagged(9, 0)).ok());  // the segment exists from here on
+  HeldSyncs h;
+  ASSERT_TRUE(h.ch);
+  Receiver<std::string>& rx = h.ch->receiver;
   std::string v;
-  ASSERT_TRUE(ch->receiver.recv_for(v, seconds(10)).ok());
+  ASSERT_TRUE(rx.recv_for(v, seconds(10)).ok());
   Watchdog dog(seconds(60), "AReceiverThatKeepsUpLeavesTheOpenPageToItsWaitingSenders");
-  ffs->hold_syncs();
-  const std::uint64_t pages_before = ch->receiver.stats().pages_written;
-  std::vector<std::thread> threads;
-  std::atomic<int> ok{0};
-  auto send_one = [&](std::uint32_t p) {
-    Sender<std::string> s = ch->sender;
-    if (s.send(tagged(p, 0)).ok()) ++ok;
-  };
-  threads.emplace_back(send_one, 0);
-  while (ffs->syncs_waiting() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  ASSERT_TRUE(ch->receiver.recv_for(v, seconds(10)).ok()) << "the written page was not readable";
+  h.ffs->hold_syncs();
+  const std::uint64_t pages_before = rx.stats().pages_written;
+  h.send_on_a_thread(0);
+  h.until_a_sync_is_held();
+  ASSERT_TRUE(rx.recv_for(v, seconds(10)).ok()) << "the written page was not readable";
   EXPECT_EQ(v, tagged(0, 0));
-  threads.emplace_back(send_one, 1);
-  while (ch->receiver.stats().items_sent < 3) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  EXPECT_EQ(ch->receiver.try_recv(v).code(), Errc::empty) << "an item was delivered before its page was written";
-  threads.emplace_back(send_one, 2);
-  while (ch->receiver.stats().items_sent < 4) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  h.send_on_a_thread(1);
+  h.until_sent(3);
+  EXPECT_EQ(rx.try_recv(v).code(), Errc::empty) << "an item was delivered before its page was written";
+  h.send_on_a_thread(2);
+  h.until_sent(4);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // let them reach their wait
-  ffs->release_syncs();
-  for (auto& t : threads) t.join();
-  EXPECT_EQ(ok.load(), 3);
-  EXPECT_EQ(ch->receiver.stats().pages_written - pages_before, 2u)
-      << "the two waiting senders' items were not written together";
-  ch->sender.close();
+  h.ffs->release_syncs();
+  h.join();
+  EXPECT_EQ(h.ok.load(), 3);
+  EXPECT_EQ(rx.stats().pages_written - pages_before, 2u) << "the two waiting senders' items were not written together";
+  h.ch->sender.close();
   std::vector<std::string> back;
-  EXPECT_EQ(receive_all(ch->receiver, back).code(), Errc::closed);
+  EXPECT_EQ(receive_all(rx, back).code(), Errc::closed);
   EXPECT_EQ(back, (std::vector<std::string>{tagged(1, 0), tagged(2, 0)}));
 }
 
