@@ -4,7 +4,6 @@
 // (core_spill.cpp). Off by default: without them no thread of the queue's own exists.
 #include <hopper/detail/core.hpp>
 
-#include <cstring>
 #include <string>
 #include <system_error>
 #include <thread>

@@ -463,8 +463,8 @@ class Core {
   // where that answer changes: open (undeleted segments) and remove_segment.
   bool removal_pending_ HOPPER_GUARDED_BY(mu_) = false;
   // Compression helpers: running (set by start_helpers, cleared by stop_helpers), and how
-  // many wait on helper_cv_ (spill_sealed wakes one). Their threads: in helpers_, touched only by
-  // open and by the queue's last owner.
+  // many wait on helper_cv_ (spill_sealed wakes one). Their threads: in helpers_, touched
+  // only by open and by the queue's last owner.
   bool helping_ HOPPER_GUARDED_BY(mu_) = false;
   int helpers_idle_ HOPPER_GUARDED_BY(mu_) = 0;
   struct Helpers;
