@@ -152,7 +152,7 @@ class Receiver {
   // Waits at most `timeout`: Errc::timeout (or the io_error of a read that waits for its
   // retry, if the deadline comes first).
   Status recv_for(T& out, std::chrono::milliseconds timeout) {
-    return q_ ? q_->recv(out, detail::Wait::for_(timeout)) : closed();
+    return q_ ? q_->recv_for(out, timeout) : closed();
   }
   // Never waits for an item, nor for another thread's page write: Errc::empty. It may read
   // (or, under SyncPolicy::always or manual_commit, write) a page itself; io_error while a
@@ -165,7 +165,7 @@ class Receiver {
     return q_ ? q_->recv_many(out, max, detail::Wait::always()) : closed();
   }
   Status recv_many_for(std::vector<T>& out, std::size_t max, std::chrono::milliseconds timeout) {
-    return q_ ? q_->recv_many(out, max, detail::Wait::for_(timeout)) : closed();
+    return q_ ? q_->recv_many_for(out, max, timeout) : closed();
   }
   // Never waits: Errc::empty when nothing is there.
   Status try_recv_many(std::vector<T>& out, std::size_t max) {
