@@ -211,6 +211,7 @@ bool Core::append_pending() {
   // One fdatasync for everything written in this round: with SyncPolicy::always, every
   // sender whose item is in these pages is acknowledged by it (group commit).
   const Clock::time_point now = Clock::now();
+  bool sync_failed = false;
   if (wrote && rooms_->pipeline.sync_due(now) && writer_->active()) {
     const std::uint64_t number = *writer_->active();
     mu_.unlock();
@@ -219,6 +220,7 @@ bool Core::append_pending() {
     mu_.lock();
     rooms_->pipeline.synced(now, s.ok());
     if (!s.ok()) {
+      sync_failed = true;
       segment_closed(number, s, true);  // the writer has closed the file already
       release_segment(number);
     }
@@ -233,7 +235,13 @@ bool Core::append_pending() {
   give_writer_token();
   if (senders_waiting_ > 0) sender_cv_.notify_all();
   if (wake_rx) notify_receiver();
-  wake_receiver_locked();
+  // The pages written were announced as they were published. A waiting receiver is told
+  // of the rest: pages still pending (kept for a retry, sealed meanwhile, or left to a
+  // compressor — with the token free it may write them itself) and a failed sync. Waking
+  // it after every round besides cost a receiver that keeps up under SyncPolicy::always
+  // a wake-up, a block on this lock and its hand-over per item (docs/performance.md,
+  // "Durable writes").
+  if (!ok || sync_failed || rooms_->pipeline.has_pending()) wake_receiver_locked();
   return ok;
 }
 

@@ -2,6 +2,8 @@
 // item survives power loss at any point, senders share one fdatasync, a failed sync is
 // never acknowledged; none hands pages to the OS without an fdatasync each, interval syncs
 // at most once an interval. Properties: RC_PARAMS="max_success=1000" for a longer run.
+#include <poll.h>
+
 #include <gtest/gtest.h>
 #include <rapidcheck/gtest.h>
 
@@ -250,6 +252,42 @@ TEST(Always, AReceiverThatKeepsUpLeavesTheOpenPageToItsWaitingSenders) {
   std::vector<std::string> back;
   EXPECT_EQ(receive_all(rx, back).code(), Errc::closed);
   EXPECT_EQ(back, (std::vector<std::string>{tagged(1, 0), tagged(2, 0)}));
+}
+
+// A receiver that keeps up hears of a written page once: when the writer releases the lock
+// for its fdatasync. Woken again as that sync ended, for nothing, it blocked on the lock the
+// writer held: a wake-up and a hand-over per item on the durable path. The wait handle gets
+// the wake-ups a waiting receiver gets: armed by an empty try_recv during the sync, it must
+// stay quiet when the sync ends, and be signalled by the next written page.
+TEST(Always, AReceiverThatKeepsUpIsNotWokenAgainWhenTheSyncEnds) {
+  HeldSyncs h;
+  ASSERT_TRUE(h.ch);
+  Receiver<std::string>& rx = h.ch->receiver;
+  std::string v;
+  ASSERT_TRUE(rx.recv_for(v, seconds(10)).ok());
+  auto fd = rx.wait_handle();
+  ASSERT_TRUE(fd.ok()) << fd.status().message();
+  const auto readable = [&](int ms) {
+    pollfd p{*fd, POLLIN, 0};
+    return ::poll(&p, 1, ms) > 0 && (p.revents & POLLIN);
+  };
+  Watchdog dog(seconds(60), "AReceiverThatKeepsUpIsNotWokenAgainWhenTheSyncEnds");
+  h.ffs->hold_syncs();
+  h.send_on_a_thread(0);
+  h.until_a_sync_is_held();
+  ASSERT_TRUE(rx.recv_for(v, seconds(10)).ok()) << "the written page was not readable";
+  EXPECT_EQ(v, tagged(0, 0));
+  EXPECT_EQ(rx.try_recv(v).code(), Errc::empty);  // arms the handle, and quiets it
+  EXPECT_FALSE(readable(0));
+  h.ffs->release_syncs();
+  h.join();
+  ASSERT_EQ(h.ok.load(), 1);
+  EXPECT_FALSE(readable(50)) << "the receiver was woken when the sync ended, with nothing new";
+  h.send_on_a_thread(1);
+  h.join();
+  EXPECT_TRUE(readable(10000)) << "the next written page did not signal the armed handle";
+  ASSERT_TRUE(rx.try_recv(v).ok());
+  EXPECT_EQ(v, tagged(1, 0));
 }
 
 // Parallel compression, made deterministic: while the writer token's holder is held in
