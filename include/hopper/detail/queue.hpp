@@ -808,7 +808,8 @@ class Queue {
   static constexpr int kPaceSpins = 256;
 
   std::unique_ptr<Core> core_;
-  std::deque<Placement<T>> deque_ HOPPER_GUARDED_BY(core_->mutex());
+  // The senders' side starts a cache line: core_ is read on every call, by the receiver too.
+  alignas(64) std::deque<Placement<T>> deque_ HOPPER_GUARDED_BY(core_->mutex());
   std::uint64_t pushed_bytes_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // footprints ever pushed (Memory::total)
   std::uint64_t settled_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // batch items counted as gone: [0, settled_)
   std::deque<TimeMark> marks_ HOPPER_GUARDED_BY(core_->mutex());  // the times of deque_'s memory items
