@@ -547,11 +547,12 @@ class Queue {
   // gather for a moment before taking the lock again — coming back for one or two items
   // at a time takes the lock's cache line from a sender for every item. A quarter of the
   // pause after a batch the receiver had to sleep for (`busy_` false): its senders are
-  // slower, and a long pause would mostly burn CPU (docs/performance.md, "CPU when the
-  // sender is slow").
+  // slower, and a long pause would mostly burn CPU — none when what it slept for was a
+  // single item: nothing came while it woke, so its senders are slower than a wake-up
+  // (docs/performance.md, "CPU when the sender is slow").
   void pace() HOPPER_REQUIRES(core_->receiver()) {
     const std::uint64_t size = batch_size_unlocked();
-    if (size == 0 || size >= kSmallBatch) return;
+    if (size == 0 || size >= kSmallBatch || (size == 1 && !busy_)) return;
     const int spins = busy_ ? kPaceSpins : kPaceSpins / 4;
     for (int i = 0; i < spins; ++i) cpu_relax();
   }
