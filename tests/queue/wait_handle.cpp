@@ -2,8 +2,6 @@
 // be readable whenever try_recv could return something (no lost wake-up, whatever the
 // interleaving with senders, memory or spilled pages, sync policy, manual commit), and quiet
 // once try_recv has said empty and nothing has arrived since (no busy polling).
-#include <poll.h>
-
 #include <atomic>
 #include <condition_variable>
 #include <future>
@@ -24,15 +22,7 @@ namespace {
 
 using hopper::Errc;
 
-// poll(2) on the handle: true when readable within `ms`.
-bool readable(int fd, int ms) {
-  pollfd p{fd, POLLIN, 0};
-  int r;
-  do {
-    r = ::poll(&p, 1, ms);
-  } while (r < 0 && errno == EINTR);
-  return r > 0 && (p.revents & POLLIN);
-}
+using hopper::test::readable;
 
 hopper::Options small_options(const std::filesystem::path& dir) {
   hopper::Options o;

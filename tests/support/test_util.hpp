@@ -2,6 +2,9 @@
 // segment images built by hand, and small checks on what a queue handed back.
 #pragma once
 
+#include <poll.h>
+
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -151,6 +154,16 @@ std::optional<Channel<T>> open_channel(const Options& o) {
 
 // "ok", or the status's message.
 inline std::string describe(const Status& s) { return s.ok() ? "ok" : s.message(); }
+
+// poll(2) on a descriptor (a receiver's wait handle): true when readable within `ms`.
+inline bool readable(int fd, int ms) {
+  pollfd p{fd, POLLIN, 0};
+  int r;
+  do {
+    r = ::poll(&p, 1, ms);
+  } while (r < 0 && errno == EINTR);
+  return r > 0 && (p.revents & POLLIN);
+}
 
 // True when `sub` is an order-preserving subsequence of `all` using each element of `all`
 // at most once (so nothing invented, nothing duplicated, nothing reordered).
