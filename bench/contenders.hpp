@@ -19,6 +19,7 @@
 #include <hopper/hopper.hpp>
 
 #include "classic_queue.hpp"
+#include "ticket_ring.hpp"
 
 namespace hopper::bench {
 
@@ -128,6 +129,37 @@ class ClassicContender {
 
  private:
   ClassicQueue<T> q_;
+};
+
+// TicketRing (ticket_ring.hpp) under the harness: the lock-free bound of a queue with one
+// order and a byte budget. Same threading rules as HopperContender.
+template <class T>
+class TicketRingContender {
+ public:
+  explicit TicketRingContender(std::uint64_t budget_bytes) : q_(budget_bytes) {}
+
+  class Producer {
+   public:
+    explicit Producer(TicketRing<T>* q) : q_(q) { q_->open_producer(); }
+    Producer(Producer&& o) noexcept : q_(std::exchange(o.q_, nullptr)) {}
+    Producer& operator=(Producer&&) = delete;
+    ~Producer() {
+      if (q_) q_->close_producer();
+    }
+    void send(T&& item) { q_->push(std::move(item)); }
+
+   private:
+    TicketRing<T>* q_;
+  };
+
+  Producer producer() { return Producer(&q_); }
+  void ready() {}
+  void recv(T& out) {
+    if (!q_.pop(out)) throw std::runtime_error("every producer closed before all items arrived");
+  }
+
+ private:
+  TicketRing<T> q_;
 };
 
 // moodycamel::BlockingConcurrentQueue with a producer token per producer and a receiver

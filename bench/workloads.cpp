@@ -135,6 +135,13 @@ Sample classic_run(const Workload& w, const Settings& st) {
 }
 
 template <class T>
+Sample ticket_ring_run(const Workload& w, const Settings& st) {
+  TicketRingContender<T> q(w.memory_budget > 0 ? w.memory_budget : kMemoryBudget);
+  const MpscTimes t = run_mpsc(q, MpscShape{w.producers, w.items, 0}, source_for<T>(st));
+  return from_times<T>(t, rounded(w), t.total_seconds);
+}
+
+template <class T>
 Sample moodycamel_run(const Workload& w, const Settings& st) {
   MoodycamelContender<T> q;
   const MpscTimes t = run_mpsc(q, MpscShape{w.producers, w.items, 0}, source_for<T>(st));
@@ -501,6 +508,12 @@ std::vector<Contender> contenders() {
   v.push_back({"moodycamel", "moodycamel::BlockingConcurrentQueue, producer tokens, bulk dequeue; unbounded",
                kinds({Kind::memory}), [](const Workload& w, const Settings& st, Json*) {
                  return measured([&] { return by_item(w, [&](auto t) { return moodycamel_run<decltype(t)>(w, st); }); });
+               }});
+  v.push_back({"ticket ring (bound)",
+               "lock-free bound: one order (a shared ticket) and one byte budget (a shared counter), a ring "
+               "drained in ticket order; no spill (bench/ticket_ring.hpp)",
+               kinds({Kind::memory}), [](const Workload& w, const Settings& st, Json*) {
+                 return measured([&] { return by_item(w, [&](auto t) { return ticket_ring_run<decltype(t)>(w, st); }); });
                }});
 #ifdef HOPPER_BENCH_ROCKSDB
   v.push_back({"rocksdb-fifo",
