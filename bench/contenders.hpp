@@ -133,14 +133,14 @@ class ClassicContender {
 
 // TicketRing (ticket_ring.hpp) under the harness: the lock-free bound of a queue with one
 // order and a byte budget. Same threading rules as HopperContender.
-template <class T>
+template <class T, bool kAdmitFirst = false>
 class TicketRingContender {
  public:
   explicit TicketRingContender(std::uint64_t budget_bytes) : q_(budget_bytes) {}
 
   class Producer {
    public:
-    explicit Producer(TicketRing<T>* q) : q_(q) { q_->open_producer(); }
+    explicit Producer(TicketRing<T, kAdmitFirst>* q) : q_(q) { q_->open_producer(); }
     Producer(Producer&& o) noexcept : q_(std::exchange(o.q_, nullptr)) {}
     Producer& operator=(Producer&&) = delete;
     ~Producer() {
@@ -149,7 +149,7 @@ class TicketRingContender {
     void send(T&& item) { q_->push(std::move(item)); }
 
    private:
-    TicketRing<T>* q_;
+    TicketRing<T, kAdmitFirst>* q_;
   };
 
   Producer producer() { return Producer(&q_); }
@@ -159,7 +159,7 @@ class TicketRingContender {
   }
 
  private:
-  TicketRing<T> q_;
+  TicketRing<T, kAdmitFirst> q_;
 };
 
 // moodycamel::BlockingConcurrentQueue with a producer token per producer and a receiver

@@ -21,7 +21,10 @@
 
 namespace hopper::bench {
 
-template <class T>
+// `kAdmitFirst`: admit with a compare-and-swap of the same word, only once the budget has
+// room (what a queue that spills must do: an item refused by the budget goes elsewhere,
+// and so must not hold a ticket); otherwise fetch_add first and wait for room after.
+template <class T, bool kAdmitFirst = false>
 class TicketRing {
  public:
   // Room for the budget's worth of the smallest items and then some, so that the ring is
@@ -44,13 +47,35 @@ class TicketRing {
     // ticket that then waits for room the later one holds (a deadlock, seen). The word
     // holds the ticket in its low kTicketBits and the bytes ever charged above them, both
     // modulo their widths; the ring's turns are kept modulo 2^kTicketBits too.
-    const std::uint64_t old = word_.fetch_add((fp << kTicketBits) | 1, std::memory_order_seq_cst);
-    const std::uint64_t t = old & kTicketMask;
-    const std::uint64_t reserved = ((old >> kTicketBits) + fp) & kBytesMask;
-    await([&] {
-      const std::uint64_t held = (reserved - released_.load(std::memory_order_seq_cst)) & kBytesMask;
-      return held <= budget_ || held == fp;  // an item larger than the budget: into an empty queue
-    });
+    std::uint64_t t = 0;
+    if constexpr (kAdmitFirst) {
+      std::uint64_t old = word_.load(std::memory_order_relaxed);
+      for (;;) {
+        const std::uint64_t reserved = ((old >> kTicketBits) + fp) & kBytesMask;
+        const std::uint64_t held = (reserved - released_.load(std::memory_order_seq_cst)) & kBytesMask;
+        if (held > budget_ && held != fp) {
+          await([&] {
+            const std::uint64_t r = ((word_.load(std::memory_order_relaxed) >> kTicketBits) + fp) & kBytesMask;
+            const std::uint64_t h = (r - released_.load(std::memory_order_seq_cst)) & kBytesMask;
+            return h <= budget_ || h == fp;
+          });
+          old = word_.load(std::memory_order_relaxed);
+          continue;
+        }
+        if (word_.compare_exchange_weak(old, old + ((fp << kTicketBits) | 1), std::memory_order_seq_cst,
+                                        std::memory_order_relaxed))
+          break;
+      }
+      t = old & kTicketMask;
+    } else {
+      const std::uint64_t old = word_.fetch_add((fp << kTicketBits) | 1, std::memory_order_seq_cst);
+      t = old & kTicketMask;
+      const std::uint64_t reserved = ((old >> kTicketBits) + fp) & kBytesMask;
+      await([&] {
+        const std::uint64_t held = (reserved - released_.load(std::memory_order_seq_cst)) & kBytesMask;
+        return held <= budget_ || held == fp;  // an item larger than the budget: into an empty queue
+      });
+    }
     Slot& s = slots_[t & mask_];
     await([&] { return s.turn.load(std::memory_order_seq_cst) == t; });
     s.item = std::move(item);

@@ -134,9 +134,9 @@ Sample classic_run(const Workload& w, const Settings& st) {
   return from_times<T>(t, rounded(w), t.total_seconds);
 }
 
-template <class T>
+template <class T, bool kAdmitFirst>
 Sample ticket_ring_run(const Workload& w, const Settings& st) {
-  TicketRingContender<T> q(w.memory_budget > 0 ? w.memory_budget : kMemoryBudget);
+  TicketRingContender<T, kAdmitFirst> q(w.memory_budget > 0 ? w.memory_budget : kMemoryBudget);
   const MpscTimes t = run_mpsc(q, MpscShape{w.producers, w.items, 0}, source_for<T>(st));
   return from_times<T>(t, rounded(w), t.total_seconds);
 }
@@ -509,12 +509,20 @@ std::vector<Contender> contenders() {
                kinds({Kind::memory}), [](const Workload& w, const Settings& st, Json*) {
                  return measured([&] { return by_item(w, [&](auto t) { return moodycamel_run<decltype(t)>(w, st); }); });
                }});
-  v.push_back({"ticket ring (bound)",
-               "lock-free bound: one order (a shared ticket) and one byte budget (a shared counter), a ring "
-               "drained in ticket order; no spill (bench/ticket_ring.hpp)",
-               kinds({Kind::memory}), [](const Workload& w, const Settings& st, Json*) {
-                 return measured([&] { return by_item(w, [&](auto t) { return ticket_ring_run<decltype(t)>(w, st); }); });
-               }});
+  for (const bool admit_first : {false, true}) {
+    v.push_back({admit_first ? "ticket ring cas (bound)" : "ticket ring (bound)",
+                 admit_first ? "the ticket ring, each item admitted by a compare-and-swap once the budget has room"
+                             : "lock-free bound: one order (a shared ticket) and one byte budget (a shared counter), a "
+                               "ring drained in ticket order; no spill (bench/ticket_ring.hpp)",
+                 kinds({Kind::memory}), [admit_first](const Workload& w, const Settings& st, Json*) {
+                   return measured([&] {
+                     return by_item(w, [&](auto t) {
+                       return admit_first ? ticket_ring_run<decltype(t), true>(w, st)
+                                          : ticket_ring_run<decltype(t), false>(w, st);
+                     });
+                   });
+                 }});
+  }
 #ifdef HOPPER_BENCH_ROCKSDB
   v.push_back({"rocksdb-fifo",
                "RocksDB 7.8 as a FIFO: big-endian keys, WAL on, no sync (durable: WriteOptions::sync), "
