@@ -321,9 +321,8 @@ std::vector<std::string> Core::damage_report() const {
   return rooms_->damage;
 }
 
-Stats Core::stats(std::uint64_t memory_oldest_ms) const {
+Stats Core::stats(std::uint64_t memory_oldest_ms, const LaneFigures& lane) const {
   const std::uint64_t now = now_ms();
-  MutexLock lk(mu_);
   const Rooms& r = *rooms_;
   Stats s;
   // The oldest item waiting: the one the receiver reads from a page, else the next page in
@@ -338,13 +337,13 @@ Stats Core::stats(std::uint64_t memory_oldest_ms) const {
   s.disk_capacity_bytes = opt_.max_disk_bytes;
   s.items_expired = expired_items_.load(std::memory_order_relaxed);
   s.bytes_expired = expired_bytes_.load(std::memory_order_relaxed);
-  s.memory_items = memory_items_;
-  s.memory_bytes = memory_bytes_;
+  s.memory_items = memory_items_ + lane.items;
+  s.memory_bytes = memory_bytes_ + lane.bytes;
   const std::uint64_t out = disk_out_.load(std::memory_order_relaxed);
   s.disk_items = r.disk_in > out ? r.disk_in - out : 0;
   s.disk_bytes = r.segments.physical_bytes();
   s.segments = r.segments.count();
-  s.items_sent = items_sent_;
+  s.items_sent = items_sent_ + lane.sent;
   s.items_received = received_.load(std::memory_order_relaxed);
   s.items_spilled = r.spilled;
   s.items_recovered = r.recovered;

@@ -37,6 +37,13 @@ struct SealedPage;
 // (too_large) rather than lose it later.
 inline constexpr std::uint64_t kMaxItemEncoding = (std::uint64_t{1} << 31) - 8;
 
+// What Queue<T>'s open lane holds (docs/architecture.md, "The lane"), for Core::stats.
+struct LaneFigures {
+  std::uint64_t sent = 0;   // items it took since it opened
+  std::uint64_t items = 0;  // of them, not yet given back by the receiver
+  std::uint64_t bytes = 0;  // their footprints
+};
+
 // Capabilities (checked by clang's -Wthread-safety; see sync.hpp):
 //   mutex()     the queue lock. Guards Queue<T>'s deque and every member marked
 //               HOPPER_GUARDED_BY(mu_) here, and the rooms (src/engine/) Core holds.
@@ -181,6 +188,27 @@ class Core {
     if (ahead_of_receiver) ++skipped_in_memory_;
   }
   std::uint64_t memory_bytes() const HOPPER_REQUIRES(mu_) { return memory_bytes_; }
+
+  // ---- Queue<T>'s lane (docs/architecture.md, "The lane")
+  // The lane closed: the `issued` items it took since it opened are numbered now (they
+  // precede anything accepted after), and those the receiver has not given back yet
+  // (`items`, `bytes`) count in the memory budget until it does (memory_settled).
+  void lane_closed(std::uint64_t issued, std::uint64_t bytes, std::uint64_t items) HOPPER_REQUIRES(mu_) {
+    next_seq_ += issued;
+    items_sent_ += issued;
+    memory_bytes_ += bytes;
+    memory_items_ += items;
+  }
+  // Whether the lane may open again: memory mode, nothing in the budget, no marker, no
+  // open page, a receiver. (Queue<T> checks its own deque, batch and ring.)
+  bool lane_may_open() const HOPPER_REQUIRES(mu_) {
+    return !disk_mode_ && markers_ == 0 && memory_bytes_ == 0 && memory_items_ == 0 && receiver_alive_ &&
+           !page_open();
+  }
+  // A lane sender published an item and the receiver asked to be woken (it waits on its
+  // condition variable, or its wait handle is armed): true when the caller must wake it,
+  // once it has released the lock.
+  bool take_wake() HOPPER_REQUIRES(mu_) { return wake_due(); }
   std::uint64_t next_seq() const HOPPER_REQUIRES(mu_) { return next_seq_; }
   // The deque holds Disk markers: the receiver must take items one by one (no batch).
   bool has_markers() const HOPPER_REQUIRES(mu_) { return markers_ != 0; }
@@ -356,7 +384,10 @@ class Core {
 
   // `memory_oldest_ms`: when the oldest memory item waiting was accepted (0: none waits);
   // Queue<T> knows it.
-  Stats stats(std::uint64_t memory_oldest_ms) const HOPPER_EXCLUDES(mu_);
+  // `lane`: what Queue<T>'s open lane holds beyond the figures Core keeps.
+  // Under the lock, so that Queue<T>'s figures and Core's are one snapshot (the lane closing
+  // between two acquisitions would count its items twice).
+  Stats stats(std::uint64_t memory_oldest_ms, const LaneFigures& lane) const HOPPER_REQUIRES(mu_);
   std::vector<std::string> damage_report() const HOPPER_EXCLUDES(mu_);
 
  private:

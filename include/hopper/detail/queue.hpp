@@ -4,12 +4,16 @@
 
 #include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cstdint>
+#include <cstdlib>
 #include <deque>
 #include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -61,6 +65,14 @@ struct Disk {
 template <class T>
 using Placement = std::variant<Memory<T>, Disk>;
 
+// Whether queues opened from now on use the lane (Queue<T>, "the lane"). Off: it is
+// measured against the lock path and not yet ahead in every shape (docs/performance.md,
+// "The lane: sends without the lock"); the tests turn it on for the suites that run it.
+inline std::atomic<bool>& lane_by_default() noexcept {
+  static std::atomic<bool> on{false};
+  return on;
+}
+
 // A hint to the CPU that this thread is spinning.
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -99,12 +111,30 @@ std::uint64_t encoding_size_bound(const T& item) {
 template <class T>
 class Queue {
  public:
-  explicit Queue(std::unique_ptr<Core> core) : core_(std::move(core)) {
+  explicit Queue(std::unique_ptr<Core> core) : core_(std::move(core)), lane_on_(lane_possible(core_->options())) {
     // The recovered backlog comes first, before anything sent after this open.
     MutexLock lk(core_->mutex());
     for (std::uint64_t n : core_->recovered_pages()) {
       deque_.emplace_back(std::in_place_type<Disk>, Disk{n});  // in place: no variant temporary
       core_->marker_pushed();
+    }
+    if (lane_on_) {
+      lane_capacity_ = lane_capacity(core_->options());
+      const std::uint64_t lines = lane_capacity_ / kLaneSlotsPerLine;  // capacity >= 64 >= slots per line
+      lane_lines_mask_ = lines - 1;
+      lane_lines_shift_ = static_cast<unsigned>(std::countr_zero(lines));
+      // Zeroed and untouched: a slot's pages are used only once the ring gets that far
+      // (calloc, aligned here by hand: aligned_alloc would not zero them lazily).
+      lane_memory_ = std::calloc(lane_capacity_ * sizeof(LaneSlot) + alignof(LaneSlot), 1);
+      if (lane_memory_ == nullptr) throw std::bad_alloc();
+      void* aligned = lane_memory_;
+      std::size_t room = lane_capacity_ * sizeof(LaneSlot) + alignof(LaneSlot);
+      lane_slots_ = static_cast<LaneSlot*>(std::align(alignof(LaneSlot), lane_capacity_ * sizeof(LaneSlot), aligned, room));
+      // Open once nothing was recovered: a backlog is delivered first, through the deque.
+      if (deque_.empty()) {
+        lane_closed_ = false;
+        lane_word_.store(0, std::memory_order_release);
+      }
     }
   }
   Queue(const Queue&) = delete;
@@ -116,6 +146,8 @@ class Queue {
     } catch (...) {
       // Nothing can be reported from a destructor; a reopen recovers what reached disk.
     }
+    lane_destroy_rest();
+    std::free(lane_memory_);
   }
 
   // On any non-ok result `item` is untouched. `policy` is what to do when both budgets
@@ -126,6 +158,27 @@ class Queue {
       return core_->refuse_encoding(bytes);
     const std::uint64_t fp = footprint(item);
     const std::uint64_t at = core_->now_ms();  // before the lock: not a cost of holding it
+    if (lane_on_) {
+      std::uint64_t ticket = 0;
+      LaneTry got = lane_admit(fp, ticket);
+      // No room: a receiver that keeps up gives some back within microseconds (every
+      // kLaneGiveBack items). A sender that may wait spins for it a little before it takes
+      // the lock to sleep: senders that all slept for room were woken for every item the
+      // receiver took, and most went back to sleep (docs/performance.md, "The lane").
+      for (int spins = 0; got == LaneTry::no_room && wait.kind != Wait::never && spins < kLaneRoomSpins; ++spins) {
+        if (spins < kLaneRoomSpins / 2) {
+          cpu_relax();
+        } else {
+          std::this_thread::yield();
+        }
+        got = lane_admit(fp, ticket);
+      }
+      if (got == LaneTry::admitted) {
+        lane_publish(ticket, item, fp, at);
+        if (lane_wake_.load(std::memory_order_seq_cst)) lane_wake_receiver();
+        return Status();
+      }
+    }
     bool wake = false;
     MutexLock lk(core_->mutex());
     Status s = send_locked(item, fp, at, wait, policy, wake);
@@ -205,6 +258,22 @@ class Queue {
     for (;;) {
       if (core_->receiver_gone()) return Status(Errc::closed, "the receiver is gone");
       core_->retry_removals_if_due();  // a failed unlink, when its retry is due
+      if (!lane_closed_) {
+        // The lane is open: the item goes there, or waits for room there when memory is all
+        // it may use; anything else (spilling, an item past the budget, a full ring) closes
+        // the lane and takes the path below, behind the lane's items.
+        std::uint64_t ticket = 0;
+        const LaneTry got = lane_admit(fp, ticket, true);
+        if (got == LaneTry::admitted) {
+          lane_publish(ticket, item, fp, at);
+          wake = lane_wake_locked();
+          return Status();
+        }
+        if (got != LaneTry::no_room || core_->options().max_disk_bytes > 0 || fp > core_->options().max_memory_bytes) {
+          close_lane();
+          continue;
+        }
+      } else {
       // Items the receiver claimed from its batch still count until settled: settle when
       // the answer depends on it (no room, or disk mode may end).
       if (core_->should_settle(fp)) settle();
@@ -275,6 +344,7 @@ class Queue {
           break;
         }
       }
+      }  // the lane is closed
       // No room in memory or on disk. drop_oldest cannot make room in memory for an item
       // that only memory can take (it drops segments when spilling): that item waits.
       if (policy == FullPolicy::drop_oldest && !needs_memory && drop_oldest(fp)) continue;
@@ -286,6 +356,7 @@ class Queue {
       // consistent operations, so at least one sees the other: no claim goes unnoticed.
       room_wanted_.store(true, std::memory_order_seq_cst);
       if (settle()) continue;
+      if (!lane_closed_ && lane_has_room(fp)) continue;  // the receiver gave some back meanwhile
       // Waits no longer than until a failed write or unlink is due for a retry: then this
       // sender retries it (the loop comes back through write_sealed and retry_removals).
       timed_out = core_->wait_sender(wait, true);
@@ -302,7 +373,7 @@ class Queue {
   // fast (docs/performance.md, the matrix).
   Status recv_for(T& out, std::chrono::milliseconds timeout) {
     TokenScope role(core_->receiver());
-    if (take_batched(out)) return Status();
+    if (take_lane(out) || take_batched(out)) return Status();
     return recv_one(out, Wait::for_(timeout));
   }
 
@@ -344,13 +415,35 @@ class Queue {
 
   void add_sender() { core_->add_sender(); }
   void drop_sender() { core_->drop_sender(); }
-  void drop_receiver() { core_->drop_receiver(); }
+  void drop_receiver() {
+    {
+      // Senders then hear that the receiver is gone (the lane would not tell them).
+      MutexLock lk(core_->mutex());
+      close_lane();
+    }
+    core_->drop_receiver();
+  }
 
   Stats stats() {
     std::uint64_t oldest = 0;  // when the oldest memory item waiting was accepted
+    LaneFigures lane;
+    MutexLock lk(core_->mutex());
     {
-      MutexLock lk(core_->mutex());
       settle();
+      if (!lane_closed_) {
+        // The open lane holds every memory item (the deque and the batch are empty). Read
+        // while senders and the receiver go on: a snapshot, exact when they are idle.
+        // The word first: what was taken is read after it, and can only be more than was
+        // taken when the word was read (so the difference never exceeds what the lane held).
+        const std::uint64_t w = lane_word_.load(std::memory_order_seq_cst);
+        const std::uint64_t taken = lane_taken_.load(std::memory_order_seq_cst);
+        lane.sent = lane_ticket(w);
+        if (lane_ticket(taken) < lane_ticket(w)) {
+          lane.items = lane_ticket(w) - lane_ticket(taken);
+          lane.bytes = lane_bytes(w) > lane_bytes(taken) ? lane_bytes(w) - lane_bytes(taken) : 0;
+          oldest = lane_slot(lane_ticket(taken)).at.load(std::memory_order_relaxed);
+        }
+      }
       // The batch's first unclaimed item is older than any in the deque.
       // (A marker at the deque's front: the chain's pages are older, Core asks them.)
       if (settled_ < batch_size_) {
@@ -360,7 +453,7 @@ class Queue {
         if (auto* m = std::get_if<Memory<T>>(&deque_.front())) oldest = front_time(*m);
       }
     }
-    return core_->stats(oldest);
+    return core_->stats(oldest, lane);
   }
   std::vector<std::string> damage_report() const { return core_->damage_report(); }
 
@@ -386,7 +479,7 @@ class Queue {
     bool timed_out = false;
     bool waited = false;
     for (;;) {
-      if (take_batched(out)) return Status();
+      if (take_lane(out) || take_batched(out)) return Status();
       if (core_->disk_item_pending()) {
         std::string_view bytes;
         bool got = false;
@@ -402,6 +495,7 @@ class Queue {
       pace();
       retired_.clear();  // the batch used up before, outside the lock
       MutexLock lk(core_->mutex());
+      if (lane_pending()) continue;  // the lane's items come before anything else
       core_->retry_removals_if_due();  // a failed unlink, when its retry is due
       retire_batch();
       core_->settle_skipped();
@@ -439,13 +533,17 @@ class Queue {
         seal_and_push();
         continue;
       }
+      if (lane_reopen()) continue;
       if (core_->senders_gone()) return Status(Errc::closed, "every sender is gone and all items were received");
       if (wait.kind == Wait::never) {
+        if (lane_arm()) continue;
         core_->arm_wait_handle();  // found nothing under this lock: the next arrival signals it
         return Status(Errc::empty, "");
       }
       if (timed_out) return Status(Errc::timeout, "nothing arrived before the deadline");
+      if (lane_arm()) continue;
       timed_out = core_->wait_receiver(wait);
+      lane_slept_ = true;
       waited = true;
     }
   }
@@ -457,7 +555,7 @@ class Queue {
   void take_ready(std::vector<T>& out, std::size_t limit) HOPPER_REQUIRES(core_->receiver()) {
     bool swapped = false;
     while (out.size() < limit) {
-      if (take_batched(out, limit)) continue;
+      if (take_lane(out, limit) || take_batched(out, limit)) continue;
       // Used up the batch this call swapped in: done. Locking again at once to look for
       // more would mostly find nothing, and would contend with the senders for the lock.
       if (swapped) break;
@@ -478,6 +576,7 @@ class Queue {
       pace();
       retired_.clear();
       MutexLock lk(core_->mutex());
+      if (lane_pending()) continue;  // the lane's items come before anything else
       retire_batch();
       core_->settle_skipped();
       if (start_batch()) {  // the batch is taken without the lock
@@ -505,6 +604,7 @@ class Queue {
         core_->delivered_memory_item();
         took = true;
       }
+      if (!took && lane_reopen()) continue;
       // Emptied under this acquisition: done (as above).
       const bool emptied = deque_.empty();
       const bool wake = took && !core_->holds_uncommitted() && core_->senders_waiting();
@@ -560,9 +660,10 @@ class Queue {
   // Counts the batch items claimed since the last call as gone from memory. True when
   // there were any. O(1): Memory::total is a running sum of footprints.
   bool settle() HOPPER_REQUIRES(core_->mutex()) {
-    if (settled_ >= batch_size_) return false;
+    const bool lane = settle_lane();
+    if (settled_ >= batch_size_) return lane;
     const std::uint64_t claimed = std::min<std::uint64_t>(claim_.load(std::memory_order_seq_cst), batch_size_);
-    if (claimed <= settled_) return false;
+    if (claimed <= settled_) return lane;
     const Memory<T>& first = batch_item(settled_);
     const Memory<T>& last = batch_item(claimed - 1);
     core_->memory_settled(last.total - first.total + first.footprint, claimed - settled_);
@@ -759,6 +860,7 @@ class Queue {
     core_->stop_helpers();
     TokenScope role(core_->receiver());
     MutexLock lk(core_->mutex());
+    close_lane();  // its items are numbered now, before the deque's
     // Memory items drop_oldest discarded ahead of the receiver count as delivered (they
     // are counted dropped), so the cursor does not report them missing at the next open.
     // Not while a page is being read: they come after it, and the cursor must not.
@@ -790,6 +892,22 @@ class Queue {
         seqs[i] = --seq;
       }
     }
+    // The lane's items the receiver did not take precede the deque's (and the batch's, now
+    // at its front): the lane opens only when those are empty, and the receiver drains it
+    // before them once it is closed.
+    if (lane_on_) {
+      const std::uint64_t end = lane_ticket(lane_word_.load(std::memory_order_acquire));
+      HOPPER_ASSERT(seq >= end - lane_head_, "the lane holds more items than were ever numbered");
+      std::uint64_t n = seq - (end - lane_head_);
+      for (; lane_head_ < end; ++lane_head_) {
+        LaneSlot& slot = lane_slot(lane_head_);
+        const std::uint64_t at = slot.at.load(std::memory_order_relaxed);
+        std::string& raw = core_->begin_shutdown_item(n++, at);
+        encode(*slot.item(), raw);
+        core_->end_shutdown_item(at);
+        slot.item()->~T();
+      }
+    }
     std::size_t mark = 0;
     for (std::size_t i = 0; i < deque_.size(); ++i) {
       if (auto* m = std::get_if<Memory<T>>(&deque_[i])) {
@@ -801,6 +919,304 @@ class Queue {
     }
     lk.unlock();
     (void)core_->persist();
+  }
+
+  // ---- the lane (docs/architecture.md, "The lane") ----
+  //
+  // In memory mode, while the deque and the receiver's batch are empty, senders do not take
+  // the lock: one compare-and-swap of lane_word_ — the closed bit, the footprints charged
+  // since the lane opened and the ticket — admits an item against the memory budget and
+  // gives it the next ticket, and the item goes into the ring slot of its ticket; the
+  // receiver takes the slots in ticket order and gives the budget back (lane_released_:
+  // the footprints and items it took) every kLaneGiveBack items and whenever the ring runs
+  // dry. An item the lane cannot take without the lock — the budget is full and the queue
+  // spills, or the item is larger than the budget, the ring is full, or the lane's counters
+  // would overflow — closes the lane under the lock (close_lane: its items are numbered and
+  // charged to Core then) and takes the path through the deque, behind the lane's items:
+  // the receiver takes every item of a closed lane before anything else. It opens again
+  // when the receiver has taken everything (lane_reopen). A sender that must wait for room
+  // waits as before, under the lock, and tries the lane again when woken.
+  //
+  // Off (lane_possible) under SyncPolicy::always (every item goes to a page), with
+  // manual_commit (a handed-out item is kept until committed), with FullPolicy::drop_oldest
+  // (it drops the oldest memory items, which the receiver alone may take from the ring),
+  // and for items whose move may throw (a ticket must become a published slot).
+  struct LaneSlotFields {
+    std::atomic<std::uint64_t> tag;  // lane_tag(epoch, ticket): that ticket's item is here
+    std::atomic<std::uint64_t> at;   // when it was accepted (stats() reads it unlocked)
+    std::uint64_t footprint;
+    alignas(T) unsigned char storage[sizeof(T)];
+  };
+  // A slot's size is a power of two up to a cache line (then whole lines), so that slots
+  // never straddle lines and lane_slot can spread consecutive tickets over lines.
+  static constexpr std::size_t kLaneSlotAlign =
+      sizeof(LaneSlotFields) >= 64 ? 64 : std::bit_ceil(sizeof(LaneSlotFields));
+  struct alignas(kLaneSlotAlign) LaneSlot : LaneSlotFields {
+    T* item() noexcept { return std::launder(reinterpret_cast<T*>(this->storage)); }
+  };
+  static constexpr std::uint64_t kLaneSlotsPerLine = sizeof(LaneSlot) >= 64 ? 1 : 64 / sizeof(LaneSlot);
+  enum class LaneTry { admitted, closed, no_room, overflow };
+
+  static constexpr int kTicketBits = 24;
+  static constexpr std::uint64_t kTicketMask = (std::uint64_t{1} << kTicketBits) - 1;
+  static constexpr std::uint64_t kLaneClosed = std::uint64_t{1} << 63;
+  // A lane that issued this many tickets, or charged this many bytes, since it opened closes
+  // (and opens again from zero): its counters never wrap.
+  static constexpr std::uint64_t kLaneMaxTickets = std::uint64_t{1} << (kTicketBits - 1);
+  static constexpr std::uint64_t kLaneMaxBytes = std::uint64_t{1} << 38;
+  static constexpr std::uint64_t kLaneGiveBack = 64;
+  static constexpr std::uint64_t kLaneMaxSlots = std::uint64_t{1} << 18;
+  static constexpr int kLaneRoomSpins = 128;  // half CPU pauses, half yields
+
+  static bool lane_possible(const Options& o) {
+    return lane_by_default().load(std::memory_order_relaxed) && o.sync != SyncPolicy::always && !o.manual_commit && o.when_full != FullPolicy::drop_oldest &&
+           std::is_nothrow_move_constructible_v<T> && std::is_nothrow_destructible_v<T>;
+  }
+  // Room for a budget's worth of items as small as a T itself, within bounds.
+  static std::uint64_t lane_capacity(const Options& o) {
+    const std::uint64_t items = o.max_memory_bytes / std::max<std::uint64_t>(1, sizeof(T));
+    return std::clamp<std::uint64_t>(std::bit_ceil(std::max<std::uint64_t>(items, 1)), 64, kLaneMaxSlots);
+  }
+  static std::uint64_t lane_ticket(std::uint64_t word) noexcept { return word & kTicketMask; }
+  static std::uint64_t lane_bytes(std::uint64_t word) noexcept { return (word & ~kLaneClosed) >> kTicketBits; }
+  static std::uint64_t lane_tag(std::uint64_t epoch, std::uint64_t ticket) noexcept {
+    return (epoch << kTicketBits) | (ticket + 1);
+  }
+  // Consecutive tickets go to consecutive cache lines, and the tickets that share a line are
+  // a ring's length divided by the slots per line apart: two senders publishing one after
+  // the other, or a receiver right behind a sender, do not write one line (measured: with
+  // adjacent slots, one producer of lines received per item ran at 0.77x the lock's rate).
+  LaneSlot& lane_slot(std::uint64_t ticket) const noexcept {
+    const std::uint64_t i = ticket & (lane_capacity_ - 1);
+    return lane_slots_[((i & lane_lines_mask_) * kLaneSlotsPerLine) + (i >> lane_lines_shift_)];
+  }
+
+  // Any sender, with or without the lock. `exact` (under the lock): against what the
+  // receiver took, not only what it gave back — a sender that would otherwise wait or be
+  // refused looks at the exact figure, which costs a read of the receiver's line.
+  LaneTry lane_admit(std::uint64_t fp, std::uint64_t& ticket, bool exact = false) {
+    const std::atomic<std::uint64_t>& back = exact ? lane_taken_ : lane_released_;
+    std::uint64_t w = lane_word_.load(std::memory_order_acquire);
+    for (;;) {
+      if (w & kLaneClosed) return LaneTry::closed;
+      const std::uint64_t r = back.load(std::memory_order_seq_cst);
+      const std::uint64_t t = lane_ticket(w);
+      if (t + 1 >= kLaneMaxTickets || lane_bytes(w) + fp >= kLaneMaxBytes || t - lane_ticket(r) >= lane_capacity_)
+        return LaneTry::overflow;
+      if (lane_bytes(w) - lane_bytes(r) + fp > core_->options().max_memory_bytes) return LaneTry::no_room;
+      if (lane_word_.compare_exchange_weak(w, w + (fp << kTicketBits) + 1, std::memory_order_acq_rel,
+                                           std::memory_order_acquire)) {
+        ticket = t;
+        return LaneTry::admitted;
+      }
+    }
+  }
+  // A sender about to wait for room: the lane has it now after all.
+  bool lane_has_room(std::uint64_t fp) const {
+    const std::uint64_t w = lane_word_.load(std::memory_order_seq_cst);
+    const std::uint64_t r = lane_taken_.load(std::memory_order_seq_cst);
+    return !(w & kLaneClosed) && lane_bytes(w) - lane_bytes(r) + fp <= core_->options().max_memory_bytes;
+  }
+  // The admitted sender of `ticket` moves its item in. Its slot is free: the receiver gave
+  // back the item a ring's length before it (lane_admit counts tickets not given back).
+  void lane_publish(std::uint64_t ticket, T& item, std::uint64_t fp, std::uint64_t at) noexcept {
+    LaneSlot& slot = lane_slot(ticket);
+    ::new (static_cast<void*>(slot.storage)) T(std::move(item));
+    slot.footprint = fp;
+    slot.at.store(at, std::memory_order_relaxed);
+    // Sequentially consistent, with lane_wake_ after it: see lane_arm.
+    slot.tag.store(lane_tag(lane_epoch_.load(std::memory_order_relaxed), ticket), std::memory_order_seq_cst);
+  }
+  // The receiver asked to be woken (lane_arm): wake it, under the lock so that it is
+  // waiting by then.
+  void lane_wake_receiver() {
+    bool wake = false;
+    {
+      MutexLock lk(core_->mutex());
+      wake = lane_wake_locked();
+    }
+    if (wake) core_->notify_receiver();
+  }
+  bool lane_wake_locked() HOPPER_REQUIRES(core_->mutex()) {
+    if (!lane_wake_.load(std::memory_order_relaxed)) return false;
+    lane_wake_.store(false, std::memory_order_relaxed);
+    return core_->take_wake();
+  }
+
+  // Closes the lane (under the lock; senders then take the deque's path, behind its
+  // items): what it took is numbered, and what the receiver has not given back is charged
+  // to the memory budget (settle() gives it back as the receiver does).
+  void close_lane() HOPPER_REQUIRES(core_->mutex()) {
+    if (lane_closed_) return;
+    const std::uint64_t w = lane_word_.fetch_or(kLaneClosed, std::memory_order_seq_cst);
+    const std::uint64_t r = lane_taken_.load(std::memory_order_seq_cst);
+    lane_closed_ = true;
+    lane_settled_ = r;
+    core_->lane_closed(lane_ticket(w), lane_bytes(w) - lane_bytes(r), lane_ticket(w) - lane_ticket(r));
+  }
+  // A closed lane: what the receiver took since the last call leaves the budget (as a
+  // batch item does once claimed: settle).
+  bool settle_lane() HOPPER_REQUIRES(core_->mutex()) {
+    if (!lane_closed_ || !lane_on_) return false;
+    const std::uint64_t r = lane_taken_.load(std::memory_order_seq_cst);
+    if (r == lane_settled_) return false;
+    core_->memory_settled(lane_bytes(r) - lane_bytes(lane_settled_), lane_ticket(r) - lane_ticket(lane_settled_));
+    lane_settled_ = r;
+    return true;
+  }
+
+  // The receiver's. Whether the lane has an item for it, or will have one at once (a closed
+  // lane's item still being moved in): then it must take that before anything else.
+  bool lane_pending() HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
+    if (!lane_on_) return false;
+    if (lane_slot(lane_head_).tag.load(std::memory_order_seq_cst) == lane_tag(lane_epoch_rx_, lane_head_)) return true;
+    return lane_closed_ && lane_head_ != lane_ticket(lane_word_.load(std::memory_order_acquire));
+  }
+  // The receiver, about to wait or to arm its wait handle with the lane open: asks lane
+  // senders to wake it, then looks once more. Both sides are sequentially consistent (the
+  // sender publishes, then reads lane_wake_; the receiver sets it, then reads the slot), so
+  // at least one sees the other. True: an item is there after all.
+  bool lane_arm() HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
+    if (!lane_on_ || lane_closed_) return false;
+    lane_wake_.store(true, std::memory_order_seq_cst);
+    if (lane_slot(lane_head_).tag.load(std::memory_order_seq_cst) != lane_tag(lane_epoch_rx_, lane_head_)) return false;
+    lane_wake_.store(false, std::memory_order_relaxed);
+    return true;
+  }
+  // Opens the lane again once the receiver has taken everything (under the lock, so that no
+  // sender is on the deque's path meanwhile). True when it did.
+  bool lane_reopen() HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
+    if (!lane_on_ || !lane_closed_) return false;
+    if (lane_head_ != lane_ticket(lane_word_.load(std::memory_order_acquire))) return false;
+    if (!deque_.empty() || batch_size_ != 0 || core_->disk_item_pending() || !core_->lane_may_open()) return false;
+    lane_give_back();
+    (void)settle_lane();
+    if (!core_->lane_may_open()) return false;
+    // A new epoch: tickets from zero (tags no slot holds yet), and the bytes one past where
+    // they were. A sender still holding a word it read before the lane closed must fail its
+    // compare-and-swap, or it would be admitted against figures of another epoch: the bytes
+    // only grow, so no word repeats — unless they wrap, after kLaneMaxBytes have gone
+    // through the lane, and that sender was held between a load and the next instruction
+    // all that while.
+    const std::uint64_t base = lane_bytes(lane_word_.load(std::memory_order_acquire)) + 1;
+    const std::uint64_t start = (base < kLaneMaxBytes / 2 ? base : 1) << kTicketBits;
+    ++lane_epoch_rx_;
+    lane_epoch_.store(lane_epoch_rx_, std::memory_order_relaxed);
+    lane_head_ = 0;
+    lane_taken_bytes_ = lane_bytes(start);
+    lane_taken_.store(start, std::memory_order_relaxed);
+    lane_released_.store(start, std::memory_order_relaxed);
+    lane_settled_ = start;
+    lane_closed_ = false;
+    lane_word_.store(start, std::memory_order_release);  // senders that see it open see the rest
+    return true;
+  }
+  // The budget the receiver took back from the lane since the last call, for its senders.
+  void lane_give_back() HOPPER_REQUIRES(core_->receiver()) {
+    const std::uint64_t r = lane_taken_.load(std::memory_order_relaxed);
+    if (lane_released_.load(std::memory_order_relaxed) != r) lane_released_.store(r, std::memory_order_seq_cst);
+  }
+
+  // The next item of the lane, in ticket order; false when it has none now (or is off).
+  // A closed lane's item still being moved in is waited for: its sender is between its
+  // compare-and-swap and its publication.
+  bool take_lane(T& out) HOPPER_REQUIRES(core_->receiver()) {
+    if (!lane_on_) return false;
+    for (;;) {
+      LaneSlot* slot = lane_ready();
+      if (slot == nullptr) return false;
+      const bool expired = core_->expires() && core_->expired(slot->at.load(std::memory_order_relaxed));
+      if (!expired) out = std::move(*slot->item());
+      lane_taken(*slot, expired);
+      lane_after_take();
+      if (!expired) {
+        core_->delivered_memory_item();
+        return true;
+      }
+    }
+  }
+  // Appends lane items to `out` until it holds `limit`; false when the lane had none.
+  bool take_lane(std::vector<T>& out, std::size_t limit) HOPPER_REQUIRES(core_->receiver()) {
+    if (!lane_on_) return false;
+    bool took = false;
+    std::uint64_t delivered = 0;
+    while (out.size() < limit) {
+      LaneSlot* slot = lane_ready();
+      if (slot == nullptr) break;
+      took = true;
+      const bool expired = core_->expires() && core_->expired(slot->at.load(std::memory_order_relaxed));
+      if (!expired) {
+        out.push_back(std::move(*slot->item()));
+        ++delivered;
+      }
+      lane_taken(*slot, expired);
+    }
+    if (delivered > 0) core_->delivered_memory_items(delivered);
+    if (took) lane_after_take();
+    return took;
+  }
+  LaneSlot* lane_ready() HOPPER_REQUIRES(core_->receiver()) {
+    LaneSlot& slot = lane_slot(lane_head_);
+    const std::uint64_t tag = lane_tag(lane_epoch_rx_, lane_head_);
+    for (int spins = 0; slot.tag.load(std::memory_order_acquire) != tag; ++spins) {
+      const std::uint64_t w = lane_word_.load(std::memory_order_acquire);
+      if (!(w & kLaneClosed) || lane_head_ == lane_ticket(w)) {
+        lane_give_back();  // dry: whoever waits for room gets what was taken
+        if (room_wanted_.load(std::memory_order_seq_cst)) after_claim();
+        if (lane_pace(slot, tag)) return &slot;
+        return nullptr;
+      }
+      if (spins < 64) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();  // its sender was preempted between admission and publication
+      }
+    }
+    return &slot;
+  }
+  // The lane ran dry after a short run of items: the receiver keeps up with its senders.
+  // As pace() does for the batch, it waits a moment for the next item before it takes the
+  // lock to sleep — a sleep per item costs the sender a wake-up per item — unless what it
+  // slept for last was a single item (its senders are slower than a wake-up). True when
+  // the item came meanwhile.
+  bool lane_pace(LaneSlot& slot, std::uint64_t tag) HOPPER_REQUIRES(core_->receiver()) {
+    const std::uint64_t run = lane_run_;
+    const bool slept = std::exchange(lane_slept_, false);
+    lane_run_ = 0;
+    if (run == 0 || run >= kSmallBatch || (run == 1 && slept)) return false;
+    const int spins = slept ? kPaceSpins / 4 : kPaceSpins;
+    for (int i = 0; i < spins; ++i) {
+      cpu_relax();
+      if (slot.tag.load(std::memory_order_acquire) == tag) return true;
+    }
+    return false;
+  }
+
+  // The item of `slot` (the head) was moved out, or passed over when `expired`.
+  void lane_taken(LaneSlot& slot, bool expired) HOPPER_REQUIRES(core_->receiver()) {
+    ++lane_run_;
+    const std::uint64_t fp = slot.footprint;
+    slot.item()->~T();
+    if (expired) core_->expired_memory_item(fp);
+    lane_taken_bytes_ += fp;
+    ++lane_head_;
+    // For settle() and stats(), at once (one line, the receiver's); for the lane's senders,
+    // lazily (lane_give_back: another line, which they read on every admission).
+    lane_taken_.store((lane_taken_bytes_ << kTicketBits) | lane_head_, std::memory_order_seq_cst);
+    if (lane_head_ % kLaneGiveBack == 0) lane_give_back();
+  }
+  // After a take (of one item, or of a run for recv_many): a sender waits for room, so give
+  // the budget back and wake it — once per run, so that it finds room for the whole run.
+  void lane_after_take() HOPPER_REQUIRES(core_->receiver()) {
+    if (!room_wanted_.load(std::memory_order_seq_cst)) return;
+    lane_give_back();
+    after_claim();
+  }
+  // The lane's items nobody took (a shutdown that failed half-way): destroyed.
+  void lane_destroy_rest() HOPPER_NO_THREAD_SAFETY_ANALYSIS {
+    if (!lane_on_ || lane_slots_ == nullptr) return;
+    const std::uint64_t end = lane_ticket(lane_word_.load(std::memory_order_acquire));
+    for (; lane_head_ < end; ++lane_head_) lane_slot(lane_head_).item()->~T();
   }
 
   // pace(): a batch smaller than this means the receiver keeps up; it then spins this
@@ -831,6 +1247,29 @@ class Queue {
   std::atomic<std::uint64_t> claim_{0};
   std::atomic<bool> room_wanted_{false};
   std::deque<Placement<T>> retired_ HOPPER_GUARDED_BY(core_->receiver());  // a used-up batch, cleared unlocked
+
+  // The lane. Senders' line: the word they compare-and-swap, the epoch they tag with.
+  const bool lane_on_;
+  std::uint64_t lane_capacity_ = 0;  // slots, a power of two; fixed at construction
+  void* lane_memory_ = nullptr;  // what calloc gave; lane_slots_ is within it, aligned
+  LaneSlot* lane_slots_ = nullptr;
+  std::uint64_t lane_lines_mask_ = 0;  // the ring's cache lines, minus one (lane_slot)
+  unsigned lane_lines_shift_ = 0;
+  alignas(64) std::atomic<std::uint64_t> lane_word_{kLaneClosed};  // closed | bytes | ticket
+  std::atomic<std::uint64_t> lane_epoch_{1};
+  bool lane_closed_ HOPPER_GUARDED_BY(core_->mutex()) = true;  // the closed bit, as the lock holder knows it
+  std::uint64_t lane_settled_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // lane_released_ as settle_lane saw it
+  // What the receiver gave back to the lane's senders (bytes | items since it opened), and
+  // whether it asked them to wake it: read by every admission, written now and then.
+  alignas(64) std::atomic<std::uint64_t> lane_released_{0};
+  std::atomic<bool> lane_wake_{false};
+  // The receiver's line: what it took (bytes | items, written per item), and its own.
+  alignas(64) std::atomic<std::uint64_t> lane_taken_{0};
+  std::uint64_t lane_head_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // the next ticket to take
+  std::uint64_t lane_epoch_rx_ HOPPER_GUARDED_BY(core_->receiver()) = 1;
+  std::uint64_t lane_taken_bytes_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // since the lane opened
+  std::uint64_t lane_run_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // items taken since it was last dry
+  bool lane_slept_ HOPPER_GUARDED_BY(core_->receiver()) = false;   // it slept before this run (lane_pace)
 };
 
 }  // namespace hopper::detail
