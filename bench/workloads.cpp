@@ -495,6 +495,26 @@ std::vector<Contender> contenders() {
                [](const Workload& w, const Settings& st, Json*) {
                  return measured([&] { return by_item(w, [&](auto t) { return hopper_run<decltype(t)>(w, st, 1); }); });
                }});
+  // The lane (docs/architecture.md, "The lane"), off by default: the same queue with it on,
+  // receiving as `hopper` (matrix cells: as the cell says) or one item per recv().
+  for (const bool one_by_one : {false, true}) {
+    v.push_back({one_by_one ? "hopper lane 1-by-1" : "hopper lane",
+                 one_by_one ? "hopper lane, receiving one item per recv() call"
+                            : "hopper with the lane on (sends without the lock in memory mode), receiving as hopper",
+                 one_by_one ? kinds({Kind::memory}) : kinds({Kind::memory, Kind::matrix}),
+                 [one_by_one](const Workload& w, const Settings& st, Json*) {
+                   return measured([&] {
+                     struct LaneOn {
+                       bool was = hopper::detail::lane_by_default().exchange(true);
+                       ~LaneOn() { hopper::detail::lane_by_default() = was; }
+                     } on;
+                     return by_item(w, [&](auto t) {
+                       const std::size_t batch = one_by_one || (w.kind == Kind::matrix && w.receive != Receive::many) ? 1 : 256;
+                       return hopper_run<decltype(t)>(w, st, batch);
+                     });
+                   });
+                 }});
+  }
   v.push_back({"mutex+condvar+deque", "std::mutex + 2 std::condition_variable + std::deque, same byte capacity",
                kinds({Kind::memory, Kind::seed, Kind::matrix}), [](const Workload& w, const Settings& st, Json*) {
                  return measured([&] {
