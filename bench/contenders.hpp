@@ -101,66 +101,44 @@ class HopperContender {
   std::size_t pos_ = 0;
 };
 
-// ClassicQueue under the harness. Same threading rules as HopperContender.
+// A queue with push(T&&), pop(T&) (false once every producer closed and it is empty) and
+// open_producer()/close_producer() — ClassicQueue, TicketRing — under the harness. Same
+// threading rules as HopperContender.
+template <class T, class Q>
+class CountedContender {
+ public:
+  explicit CountedContender(std::uint64_t capacity_bytes) : q_(capacity_bytes) {}
+
+  class Producer {
+   public:
+    explicit Producer(Q* q) : q_(q) { q_->open_producer(); }
+    Producer(Producer&& o) noexcept : q_(std::exchange(o.q_, nullptr)) {}
+    Producer& operator=(Producer&&) = delete;
+    ~Producer() {
+      if (q_) q_->close_producer();
+    }
+    void send(T&& item) { q_->push(std::move(item)); }
+
+   private:
+    Q* q_;
+  };
+
+  Producer producer() { return Producer(&q_); }
+  void ready() {}
+  void recv(T& out) {
+    if (!q_.pop(out)) throw std::runtime_error("every producer closed before all items arrived");
+  }
+
+ private:
+  Q q_;
+};
+
+// The classic queue, and the ticket ring (ticket_ring.hpp): the lock-free bound of a
+// queue with one order and a byte budget.
 template <class T>
-class ClassicContender {
- public:
-  explicit ClassicContender(std::uint64_t capacity_bytes) : q_(capacity_bytes) {}
-
-  class Producer {
-   public:
-    explicit Producer(ClassicQueue<T>* q) : q_(q) { q_->open_producer(); }
-    Producer(Producer&& o) noexcept : q_(std::exchange(o.q_, nullptr)) {}
-    Producer& operator=(Producer&&) = delete;
-    ~Producer() {
-      if (q_) q_->close_producer();
-    }
-    void send(T&& item) { q_->push(std::move(item)); }
-
-   private:
-    ClassicQueue<T>* q_;
-  };
-
-  Producer producer() { return Producer(&q_); }
-  void ready() {}
-  void recv(T& out) {
-    if (!q_.pop(out)) throw std::runtime_error("every producer closed before all items arrived");
-  }
-
- private:
-  ClassicQueue<T> q_;
-};
-
-// TicketRing (ticket_ring.hpp) under the harness: the lock-free bound of a queue with one
-// order and a byte budget. Same threading rules as HopperContender.
+using ClassicContender = CountedContender<T, ClassicQueue<T>>;
 template <class T, bool kAdmitFirst = false>
-class TicketRingContender {
- public:
-  explicit TicketRingContender(std::uint64_t budget_bytes) : q_(budget_bytes) {}
-
-  class Producer {
-   public:
-    explicit Producer(TicketRing<T, kAdmitFirst>* q) : q_(q) { q_->open_producer(); }
-    Producer(Producer&& o) noexcept : q_(std::exchange(o.q_, nullptr)) {}
-    Producer& operator=(Producer&&) = delete;
-    ~Producer() {
-      if (q_) q_->close_producer();
-    }
-    void send(T&& item) { q_->push(std::move(item)); }
-
-   private:
-    TicketRing<T, kAdmitFirst>* q_;
-  };
-
-  Producer producer() { return Producer(&q_); }
-  void ready() {}
-  void recv(T& out) {
-    if (!q_.pop(out)) throw std::runtime_error("every producer closed before all items arrived");
-  }
-
- private:
-  TicketRing<T, kAdmitFirst> q_;
-};
+using TicketRingContender = CountedContender<T, TicketRing<T, kAdmitFirst>>;
 
 // moodycamel::BlockingConcurrentQueue with a producer token per producer and a receiver
 // that takes up to kBatch items per call (its fast path). Unbounded: it has no byte
