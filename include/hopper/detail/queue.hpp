@@ -126,7 +126,9 @@ class Queue {
       // Zeroed and untouched: a slot's pages are used only once the ring gets that far
       // (calloc, aligned here by hand: aligned_alloc would not zero them lazily).
       lane_memory_ = std::calloc(lane_capacity_ * sizeof(LaneSlot) + alignof(LaneSlot), 1);
-      if (lane_memory_ == nullptr) throw std::bad_alloc();
+    }
+    if (lane_on_ && lane_memory_ == nullptr) lane_on_ = false;  // no ring: the lock path serves alone
+    if (lane_on_) {
       void* aligned = lane_memory_;
       std::size_t room = lane_capacity_ * sizeof(LaneSlot) + alignof(LaneSlot);
       lane_slots_ = static_cast<LaneSlot*>(std::align(alignof(LaneSlot), lane_capacity_ * sizeof(LaneSlot), aligned, room));
@@ -1233,7 +1235,7 @@ class Queue {
   // send and every receive reads lane_on_ (next to the receiver's retired_ it shared a line
   // the receiver writes per batch, and 4 producers of u64 lost up to a tenth with the lane
   // off).
-  const bool lane_on_;
+  bool lane_on_;                     // set at construction only
   std::uint64_t lane_capacity_ = 0;  // slots, a power of two
   void* lane_memory_ = nullptr;      // what calloc gave; lane_slots_ is within it, aligned
   LaneSlot* lane_slots_ = nullptr;
