@@ -97,7 +97,13 @@ Cost run(const Shape& shape, Send send, Close close, Recv recv) {
   return {receiver_cpu / wall, producer_cpu / wall, 1e9 * (receiver_cpu + producer_cpu) / static_cast<double>(n)};
 }
 
-Cost run_hopper(const Shape& shape, const fs::path& dir, bool many) {
+Cost run_hopper(const Shape& shape, const fs::path& dir, bool many, bool lane = false) {
+  // The lane (docs/architecture.md), off by default: on for this queue only.
+  struct LaneChoice {
+    bool was;
+    explicit LaneChoice(bool on) : was(hopper::detail::lane_by_default().exchange(on)) {}
+    ~LaneChoice() { hopper::detail::lane_by_default() = was; }
+  } choice(lane);
   hopper::Options o;
   o.directory = dir;
   o.max_memory_bytes = 1 << 20;
@@ -198,6 +204,9 @@ int main(int argc, char** argv) {
   const std::vector<Contender> contenders{
       {"hopper recv", [&](const Shape& s) { return run_hopper(s, dir / ("q" + std::to_string(round++)), false); }},
       {"hopper recv_many", [&](const Shape& s) { return run_hopper(s, dir / ("q" + std::to_string(round++)), true); }},
+      {"hopper lane recv", [&](const Shape& s) { return run_hopper(s, dir / ("q" + std::to_string(round++)), false, true); }},
+      {"hopper lane recv_many",
+       [&](const Shape& s) { return run_hopper(s, dir / ("q" + std::to_string(round++)), true, true); }},
       {"mutex+condvar+deque", [&](const Shape& s) { return run_classic(s); }},
   };
   std::printf("hopper_cpu_at_rate: 1 producer, 1 receiver, u64, bursts of %d, %.1f s per run, %d runs (medians)\n",

@@ -116,6 +116,63 @@ TEST_F(Lane, ItemsLeftInItAreWrittenAtShutdownBeforeTheDequesOnes) {
   EXPECT_EQ(drain(ch.receiver), range(1, 14));
 }
 
+// In memory mode a full budget is no room, not a reason to close the lane: its ring holds
+// a budget's worth of T-sized items, so it is full exactly when the budget is, and the
+// budget must be what answers. (The ring was asked first: the lane closed whenever memory
+// filled, and every later send took the lock.)
+TEST_F(Lane, AFullBudgetInMemoryModeLeavesItOpen) {
+  TempDir dir;
+  Options o = small_options(dir.path());
+  o.max_disk_bytes = 0;
+  o.max_memory_bytes = 64 * kU64;
+  auto ch = open<std::uint64_t>(o);
+  const std::uint64_t closed_before = detail::lane_closings().load();
+  std::uint64_t sent = 0;
+  Status s;
+  while ((s = ch.sender.try_send(std::uint64_t{sent})).ok()) ++sent;
+  EXPECT_EQ(s.code(), Errc::full);
+  EXPECT_EQ(sent, 64u);
+  std::uint64_t v = 0;
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_TRUE(ch.receiver.try_recv(v).ok());
+    ASSERT_TRUE(ch.sender.try_send(std::uint64_t{sent++}).ok());
+    EXPECT_EQ(ch.sender.try_send(std::uint64_t{999}).code(), Errc::full);
+  }
+  EXPECT_EQ(detail::lane_closings().load(), closed_before);
+  EXPECT_EQ(drain(ch.receiver), range(3, sent));
+}
+
+// The lane's two handshakes, each side a store and then a load of the other's flag (a
+// light barrier per item, a heavy one before a sleep: detail/barrier.hpp), many times
+// over: a receiver that sleeps for every item (its sender waits for it each time), and
+// senders that wait for room for every item (a budget of one). A lost wake-up hangs it.
+TEST_F(Lane, NoWakeUpIsLostWhenEitherSideSleepsForEveryItem) {
+  TempDir dir;
+  Options o = small_options(dir.path());
+  o.max_disk_bytes = 0;
+  o.max_memory_bytes = kU64;
+  auto ch = open<std::uint64_t>(o);
+  constexpr std::uint64_t kRounds = 2000;
+  std::atomic<std::uint64_t> taken{0};
+  std::thread sender([&, s = ch.sender]() mutable {
+    for (std::uint64_t i = 0; i < kRounds; ++i) {
+      ASSERT_TRUE(s.send(std::uint64_t{i}).ok());
+      while (taken.load() <= i) std::this_thread::yield();  // the receiver sleeps meanwhile
+    }
+    for (std::uint64_t i = kRounds; i < 2 * kRounds; ++i) ASSERT_TRUE(s.send(std::uint64_t{i}).ok());
+  });
+  ch.sender.close();
+  for (std::uint64_t i = 0; i < 2 * kRounds; ++i) {
+    std::uint64_t v = 0;
+    ASSERT_TRUE(ch.receiver.recv(v).ok());
+    ASSERT_EQ(v, i);
+    taken.store(i + 1);
+  }
+  sender.join();
+  std::uint64_t v = 0;
+  EXPECT_EQ(ch.receiver.recv(v).code(), Errc::closed);
+}
+
 // A receiver that is gone closes the lane: senders hear it at once.
 TEST_F(Lane, SendersHearThatTheReceiverIsGone) {
   TempDir dir;

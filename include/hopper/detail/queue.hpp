@@ -19,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include <hopper/detail/barrier.hpp>
 #include <hopper/detail/codec.hpp>
 #include <hopper/detail/core.hpp>
 #include <hopper/footprint.hpp>
@@ -71,6 +72,13 @@ using Placement = std::variant<Memory<T>, Disk>;
 inline std::atomic<bool>& lane_by_default() noexcept {
   static std::atomic<bool> on{false};
   return on;
+}
+
+// How many times a lane has closed, in every queue of the process: tests look at it (a
+// lane that closes where it need not is slower, not wrong). Under the lock, rarely.
+inline std::atomic<std::uint64_t>& lane_closings() noexcept {
+  static std::atomic<std::uint64_t> n{0};
+  return n;
 }
 
 // A hint to the CPU that this thread is spinning.
@@ -132,9 +140,11 @@ class Queue {
       void* aligned = lane_memory_;
       std::size_t room = lane_capacity_ * sizeof(LaneSlot) + alignof(LaneSlot);
       lane_slots_ = static_cast<LaneSlot*>(std::align(alignof(LaneSlot), lane_capacity_ * sizeof(LaneSlot), aligned, room));
+      lane_asymmetric_ = asymmetric_barriers();
       // Open once nothing was recovered: a backlog is delivered first, through the deque.
       if (deque_.empty()) {
         lane_closed_ = false;
+        lane_shut_.store(false, std::memory_order_relaxed);
         lane_word_.store(0, std::memory_order_release);
       }
     }
@@ -190,7 +200,8 @@ class Queue {
     }
     if (got != LaneTry::admitted) return false;
     lane_publish(ticket, item, fp, at);
-    if (lane_wake_.load(std::memory_order_seq_cst)) lane_wake_receiver();
+    light_barrier(lane_asymmetric_);  // the publication, then lane_wake_: see lane_arm
+    if (lane_wake_.load(std::memory_order_relaxed)) lane_wake_receiver();
     return true;
   }
 
@@ -362,7 +373,10 @@ class Queue {
       // consistent operations, so at least one sees the other: no claim goes unnoticed.
       room_wanted_.store(true, std::memory_order_seq_cst);
       if (settle()) continue;
-      if (!lane_closed_ && lane_has_room(fp)) continue;  // the receiver gave some back meanwhile
+      if (!lane_closed_) {
+        heavy_barrier(lane_asymmetric_);  // the lane's receiver orders its side with a light one
+        if (lane_has_room(fp)) continue;  // the receiver gave some back meanwhile
+      }
       // Waits no longer than until a failed write or unlink is due for a retry: then this
       // sender retries it (the loop comes back through write_sealed and retry_removals).
       timed_out = core_->wait_sender(wait, true);
@@ -542,7 +556,9 @@ class Queue {
       if (lane_reopen()) continue;
       if (core_->senders_gone()) return Status(Errc::closed, "every sender is gone and all items were received");
       if (wait.kind == Wait::never) {
-        if (lane_arm()) continue;
+        // Without a wait handle nobody is to be woken: a try_recv that polls does not pay
+        // lane_arm's barrier for every empty answer.
+        if (core_->has_wait_handle() && lane_arm()) continue;
         core_->arm_wait_handle();  // found nothing under this lock: the next arrival signals it
         return Status(Errc::empty, "");
       }
@@ -967,7 +983,8 @@ class Queue {
   static constexpr std::uint64_t kTicketMask = (std::uint64_t{1} << kTicketBits) - 1;
   static constexpr std::uint64_t kLaneClosed = std::uint64_t{1} << 63;
   // A lane that issued this many tickets, or charged this many bytes, since it opened closes
-  // (and opens again from zero): its counters never wrap.
+  // (and opens again with tickets from zero and the bytes one past where they were,
+  // lane_reopen): its counters never wrap.
   static constexpr std::uint64_t kLaneMaxTickets = std::uint64_t{1} << (kTicketBits - 1);
   static constexpr std::uint64_t kLaneMaxBytes = std::uint64_t{1} << 38;
   static constexpr std::uint64_t kLaneGiveBack = 64;
@@ -1007,9 +1024,13 @@ class Queue {
       if (w & kLaneClosed) return LaneTry::closed;
       const std::uint64_t r = back.load(std::memory_order_seq_cst);
       const std::uint64_t t = lane_ticket(w);
-      if (t + 1 >= kLaneMaxTickets || lane_bytes(w) + fp >= kLaneMaxBytes || t - lane_ticket(r) >= lane_capacity_)
-        return LaneTry::overflow;
+      if (t + 1 >= kLaneMaxTickets || lane_bytes(w) + fp >= kLaneMaxBytes) return LaneTry::overflow;
+      // The budget before the ring: a ring of a budget's worth of T-sized items is full
+      // exactly when the budget is, and a full budget is no room (wait, or spin), not a
+      // reason to close the lane. Only items whose footprint is below sizeof(T) fill the
+      // ring first.
       if (lane_bytes(w) - lane_bytes(r) + fp > core_->options().max_memory_bytes) return LaneTry::no_room;
+      if (t - lane_ticket(r) >= lane_capacity_) return LaneTry::overflow;
       if (lane_word_.compare_exchange_weak(w, w + (fp << kTicketBits) + 1, std::memory_order_acq_rel,
                                            std::memory_order_acquire)) {
         ticket = t;
@@ -1030,8 +1051,9 @@ class Queue {
     ::new (static_cast<void*>(slot.storage)) T(std::move(item));
     slot.footprint = fp;
     slot.at.store(at, std::memory_order_relaxed);
-    // Sequentially consistent, with lane_wake_ after it: see lane_arm.
-    slot.tag.store(lane_tag(lane_epoch_.load(std::memory_order_relaxed), ticket), std::memory_order_seq_cst);
+    // The item, then its tag. A sender without the lock then reads lane_wake_ after a
+    // light barrier (lane_send; see lane_arm); one with the lock need not.
+    slot.tag.store(lane_tag(lane_epoch_.load(std::memory_order_relaxed), ticket), std::memory_order_release);
   }
   // The receiver asked to be woken (lane_arm): wake it, under the lock so that it is
   // waiting by then.
@@ -1057,6 +1079,8 @@ class Queue {
     const std::uint64_t w = lane_word_.fetch_or(kLaneClosed, std::memory_order_seq_cst);
     const std::uint64_t r = lane_taken_.load(std::memory_order_seq_cst);
     lane_closed_ = true;
+    lane_shut_.store(true, std::memory_order_release);
+    lane_closings().fetch_add(1, std::memory_order_relaxed);
     lane_settled_ = r;
     core_->lane_closed(lane_ticket(w), lane_bytes(w) - lane_bytes(r), lane_ticket(w) - lane_ticket(r));
   }
@@ -1079,13 +1103,14 @@ class Queue {
     return lane_closed_ && lane_head_ != lane_ticket(lane_word_.load(std::memory_order_acquire));
   }
   // The receiver, about to wait or to arm its wait handle with the lane open: asks lane
-  // senders to wake it, then looks once more. Both sides are sequentially consistent (the
-  // sender publishes, then reads lane_wake_; the receiver sets it, then reads the slot), so
-  // at least one sees the other. True: an item is there after all.
+  // senders to wake it, then looks once more. The sender publishes, then reads lane_wake_
+  // after a light barrier; the receiver sets it, then reads the slot after a heavy one
+  // (detail/barrier.hpp): at least one sees the other. True: an item is there after all.
   bool lane_arm() HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
     if (!lane_on_ || lane_closed_) return false;
-    lane_wake_.store(true, std::memory_order_seq_cst);
-    if (lane_slot(lane_head_).tag.load(std::memory_order_seq_cst) != lane_tag(lane_epoch_rx_, lane_head_)) return false;
+    lane_wake_.store(true, std::memory_order_relaxed);
+    heavy_barrier(lane_asymmetric_);
+    if (lane_slot(lane_head_).tag.load(std::memory_order_acquire) != lane_tag(lane_epoch_rx_, lane_head_)) return false;
     lane_wake_.store(false, std::memory_order_relaxed);
     return true;
   }
@@ -1112,15 +1137,28 @@ class Queue {
     lane_taken_bytes_ = lane_bytes(start);
     lane_taken_.store(start, std::memory_order_relaxed);
     lane_released_.store(start, std::memory_order_relaxed);
+    lane_given_ = start;
     lane_settled_ = start;
     lane_closed_ = false;
+    lane_shut_.store(false, std::memory_order_relaxed);
     lane_word_.store(start, std::memory_order_release);  // senders that see it open see the rest
     return true;
   }
   // The budget the receiver took back from the lane since the last call, for its senders.
+  // Compared with the receiver's own copy: lane_released_'s line is the senders' to read
+  // (and lane_wake_'s, which they write).
   void lane_give_back() HOPPER_REQUIRES(core_->receiver()) {
     const std::uint64_t r = lane_taken_.load(std::memory_order_relaxed);
-    if (lane_released_.load(std::memory_order_relaxed) != r) lane_released_.store(r, std::memory_order_seq_cst);
+    if (lane_given_ == r) return;
+    lane_given_ = r;
+    lane_released_.store(r, std::memory_order_release);
+  }
+  // The lane ran dry: give back what was taken if it is a quarter of the budget or more.
+  // Less is of no use to a sender (it has three quarters of the budget), and writing the
+  // senders' line whenever a receiver that keeps up finds the lane empty cost one
+  // producer of u64 a cache miss per item (docs/performance.md).
+  void lane_give_back_dry() HOPPER_REQUIRES(core_->receiver()) {
+    if ((lane_taken_bytes_ - lane_bytes(lane_given_)) * 4 >= core_->options().max_memory_bytes) lane_give_back();
   }
 
   // The next item of the lane, in ticket order; false when it has none now (or is off).
@@ -1165,10 +1203,15 @@ class Queue {
     LaneSlot& slot = lane_slot(lane_head_);
     const std::uint64_t tag = lane_tag(lane_epoch_rx_, lane_head_);
     for (int spins = 0; slot.tag.load(std::memory_order_acquire) != tag; ++spins) {
-      const std::uint64_t w = lane_word_.load(std::memory_order_acquire);
-      if (!(w & kLaneClosed) || lane_head_ == lane_ticket(w)) {
-        lane_give_back();  // dry: whoever waits for room gets what was taken
-        if (room_wanted_.load(std::memory_order_seq_cst)) after_claim();
+      // Open: the lane is dry. lane_shut_, not the closed bit of lane_word_: reading the
+      // senders' word whenever the lane is dry cost one producer a cache miss per
+      // compare-and-swap. A lane closed since is seen under the lock (lane_pending).
+      const bool dry = !lane_shut_.load(std::memory_order_acquire) ||
+                       lane_head_ == lane_ticket(lane_word_.load(std::memory_order_acquire));
+      if (dry) {
+        lane_give_back_dry();  // whoever waits for room below a quarter gets it from after_claim
+        light_barrier(lane_asymmetric_);  // what was taken, then room_wanted_: see lane_after_take
+        if (room_wanted_.load(std::memory_order_relaxed)) after_claim();
         if (lane_pace(slot, tag)) return &slot;
         return nullptr;
       }
@@ -1207,14 +1250,20 @@ class Queue {
     lane_taken_bytes_ += fp;
     ++lane_head_;
     // For settle() and stats(), at once (one line, the receiver's); for the lane's senders,
-    // lazily (lane_give_back: another line, which they read on every admission).
-    lane_taken_.store((lane_taken_bytes_ << kTicketBits) | lane_head_, std::memory_order_seq_cst);
+    // lazily (lane_give_back: another line, which they read on every admission). A release
+    // store: a sequentially consistent one was a third of the receiver's time at 4
+    // producers of u64 (lane_after_take orders it before room_wanted_).
+    lane_taken_.store((lane_taken_bytes_ << kTicketBits) | lane_head_, std::memory_order_release);
     if (lane_head_ % kLaneGiveBack == 0) lane_give_back();
   }
   // After a take (of one item, or of a run for recv_many): a sender waits for room, so give
   // the budget back and wake it — once per run, so that it finds room for the whole run.
+  // The receiver stores what it took, then reads room_wanted_ after a light barrier; a
+  // sender about to wait for room sets it, then reads what was taken after a heavy one
+  // (send_locked): at least one sees the other.
   void lane_after_take() HOPPER_REQUIRES(core_->receiver()) {
-    if (!room_wanted_.load(std::memory_order_seq_cst)) return;
+    light_barrier(lane_asymmetric_);
+    if (!room_wanted_.load(std::memory_order_relaxed)) return;
     lane_give_back();
     after_claim();
   }
@@ -1236,6 +1285,7 @@ class Queue {
   // the receiver writes per batch, and 4 producers of u64 lost up to a tenth with the lane
   // off).
   bool lane_on_;                     // set at construction only
+  bool lane_asymmetric_ = false;     // asymmetric_barriers(), asked once the lane is on
   std::uint64_t lane_capacity_ = 0;  // slots, a power of two
   void* lane_memory_ = nullptr;      // what calloc gave; lane_slots_ is within it, aligned
   LaneSlot* lane_slots_ = nullptr;
@@ -1246,6 +1296,11 @@ class Queue {
   std::uint64_t pushed_bytes_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // footprints ever pushed (Memory::total)
   std::uint64_t settled_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // batch items counted as gone: [0, settled_)
   std::deque<TimeMark> marks_ HOPPER_GUARDED_BY(core_->mutex());  // the times of deque_'s memory items
+  // The lane as the lock holder knows it: here, not beside lane_word_, whose line the
+  // senders compare-and-swap — a receiver that reads them whenever the lane is dry took
+  // that line from one producer of u64 for every few items.
+  bool lane_closed_ HOPPER_GUARDED_BY(core_->mutex()) = true;  // the closed bit
+  std::uint64_t lane_settled_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // lane_taken_ as settle_lane saw it
 
   // The receiver's batch, on cache lines of its own: the receiver claims from it for
   // every item while senders write the deque. Its structure (and batch_size_) changes
@@ -1267,8 +1322,6 @@ class Queue {
   // The lane. Senders' line: the word they compare-and-swap, the epoch they tag with.
   alignas(64) std::atomic<std::uint64_t> lane_word_{kLaneClosed};  // closed | bytes | ticket
   std::atomic<std::uint64_t> lane_epoch_{1};
-  bool lane_closed_ HOPPER_GUARDED_BY(core_->mutex()) = true;  // the closed bit, as the lock holder knows it
-  std::uint64_t lane_settled_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // lane_released_ as settle_lane saw it
   // What the receiver gave back to the lane's senders (bytes | items since it opened), and
   // whether it asked them to wake it: read by every admission, written now and then.
   alignas(64) std::atomic<std::uint64_t> lane_released_{0};
@@ -1276,6 +1329,10 @@ class Queue {
   // The receiver's line: what it took (bytes | items, written per item), and its own.
   alignas(64) std::atomic<std::uint64_t> lane_taken_{0};
   std::uint64_t lane_head_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // the next ticket to take
+  std::uint64_t lane_given_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // what lane_released_ holds
+  // The closed bit as close_lane leaves it, for the receiver's lane_ready: written when the
+  // lane closes or opens, read whenever the lane is dry.
+  std::atomic<bool> lane_shut_{true};
   std::uint64_t lane_epoch_rx_ HOPPER_GUARDED_BY(core_->receiver()) = 1;
   std::uint64_t lane_taken_bytes_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // since the lane opened
   std::uint64_t lane_run_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // items taken since it was last dry
