@@ -15,6 +15,25 @@
 #include "helpers.hpp"
 #include "test_util.hpp"
 
+// An item that counts its live instances: every one the lane moves out leaves a moved-from
+// instance in its slot, which must be destroyed exactly once — when the slot is given back,
+// when the lane opens again, at shutdown.
+struct Counted {
+  static inline std::atomic<long> live{0};
+  std::uint64_t v = 0;
+  Counted() noexcept { ++live; }
+  explicit Counted(std::uint64_t x) noexcept : v(x) { ++live; }
+  Counted(const Counted& o) noexcept : v(o.v) { ++live; }
+  Counted(Counted&& o) noexcept : v(o.v) { ++live; }
+  Counted& operator=(const Counted&) noexcept = default;
+  Counted& operator=(Counted&&) noexcept = default;
+  ~Counted() { --live; }
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(v);
+  }
+};
+
 namespace hopper::test {
 namespace {
 
@@ -171,6 +190,50 @@ TEST_F(Lane, NoWakeUpIsLostWhenEitherSideSleepsForEveryItem) {
   sender.join();
   std::uint64_t v = 0;
   EXPECT_EQ(ch.receiver.recv(v).code(), Errc::closed);
+}
+
+// What the receiver takes out of a slot is destroyed once, later, a run at a time (the
+// slot goes back with it): through runs of the give-back, the lane closing and opening
+// again, and a shutdown with items taken and not.
+TEST_F(Lane, WhatTakingLeavesInASlotIsDestroyedExactlyOnce) {
+  TempDir dir;
+  Options o = small_options(dir.path());
+  o.max_memory_bytes = 129 * sizeof(Counted);
+  const long before = Counted::live.load();
+  {
+    auto ch = open<Counted>(o);
+    Counted got;
+    std::uint64_t next = 0, sent = 0;
+    for (int round = 0; round < 40; ++round) {  // 200 items: past several give-backs
+      for (int i = 0; i < 5; ++i) ASSERT_TRUE(ch.sender.send(Counted{sent++}).ok());
+      for (int i = 0; i < 5; ++i) {
+        ASSERT_TRUE(ch.receiver.try_recv(got).ok());
+        ASSERT_EQ(got.v, next++);
+      }
+    }
+    // Past the budget: the lane closes with items in it, the rest spill; all come back
+    // and the lane opens again.
+    for (int i = 0; i < 140; ++i) ASSERT_TRUE(ch.sender.send(Counted{sent++}).ok());
+    for (int i = 0; i < 140; ++i) {
+      ASSERT_TRUE(ch.receiver.recv(got).ok());
+      ASSERT_EQ(got.v, next++);
+    }
+    // Ten in the lane, three of them taken: the shutdown writes seven and destroys all.
+    for (int i = 0; i < 10; ++i) ASSERT_TRUE(ch.sender.send(Counted{sent++}).ok());
+    for (int i = 0; i < 3; ++i) {
+      ASSERT_TRUE(ch.receiver.try_recv(got).ok());
+      ASSERT_EQ(got.v, next++);
+    }
+  }
+  EXPECT_EQ(Counted::live.load(), before);
+  {
+    auto ch = open<Counted>(o);
+    std::vector<std::uint64_t> rest;
+    Counted got;
+    while (ch.receiver.try_recv(got).ok()) rest.push_back(got.v);
+    EXPECT_EQ(rest, range(343, 350));
+  }
+  EXPECT_EQ(Counted::live.load(), before);
 }
 
 // A receiver that is gone closes the lane: senders hear it at once.

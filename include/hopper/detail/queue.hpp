@@ -136,6 +136,13 @@ class Queue {
       lane_memory_ = std::calloc(lane_capacity_ * sizeof(LaneSlot) + alignof(LaneSlot), 1);
     }
     if (lane_on_ && lane_memory_ == nullptr) lane_on_ = false;  // no ring: the lock path serves alone
+    if constexpr (!std::is_trivially_destructible_v<T>) {
+      try {
+        if (lane_on_) lane_shells_.reserve(kLaneGiveBack);
+      } catch (...) {
+        lane_on_ = false;  // as without the ring
+      }
+    }
     if (lane_on_) {
       void* aligned = lane_memory_;
       std::size_t room = lane_capacity_ * sizeof(LaneSlot) + alignof(LaneSlot);
@@ -1148,6 +1155,7 @@ class Queue {
   // Compared with the receiver's own copy: lane_released_'s line is the senders' to read
   // (and lane_wake_'s, which they write).
   void lane_give_back() HOPPER_REQUIRES(core_->receiver()) {
+    lane_shells_.clear();
     const std::uint64_t r = lane_taken_.load(std::memory_order_relaxed);
     if (lane_given_ == r) return;
     lane_given_ = r;
@@ -1209,9 +1217,12 @@ class Queue {
       const bool dry = !lane_shut_.load(std::memory_order_acquire) ||
                        lane_head_ == lane_ticket(lane_word_.load(std::memory_order_acquire));
       if (dry) {
-        lane_give_back_dry();  // whoever waits for room below a quarter gets it from after_claim
+        lane_give_back_dry();
         light_barrier(lane_asymmetric_);  // what was taken, then room_wanted_: see lane_after_take
-        if (room_wanted_.load(std::memory_order_relaxed)) after_claim();
+        if (room_wanted_.load(std::memory_order_relaxed)) {
+          lane_give_back();  // a waiting sender may need the slots, not only the bytes
+          after_claim();
+        }
         if (lane_pace(slot, tag)) return &slot;
         return nullptr;
       }
@@ -1245,6 +1256,14 @@ class Queue {
   void lane_taken(LaneSlot& slot, bool expired) HOPPER_REQUIRES(core_->receiver()) {
     ++lane_run_;
     const std::uint64_t fp = slot.footprint;
+    if constexpr (!std::is_trivially_destructible_v<T>) {
+      // What taking left (for a string: the old buffer of the receiver's variable, which
+      // libstdc++'s move assignment hands over) is freed a run at a time, not one per item
+      // while the producer allocates the next: the two then collided on the allocator's
+      // lock (docs/performance.md, "The lane, second round"). Its slot is free at once.
+      if (lane_shells_.size() == kLaneGiveBack) lane_shells_.clear();
+      lane_shells_.push_back(std::move(*slot.item()));  // reserved: never reallocates
+    }
     slot.item()->~T();
     if (expired) core_->expired_memory_item(fp);
     lane_taken_bytes_ += fp;
@@ -1330,6 +1349,8 @@ class Queue {
   alignas(64) std::atomic<std::uint64_t> lane_taken_{0};
   std::uint64_t lane_head_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // the next ticket to take
   std::uint64_t lane_given_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // what lane_released_ holds
+  // What taking left in the slots since the last give-back, at most kLaneGiveBack (lane_taken).
+  std::vector<T> lane_shells_ HOPPER_GUARDED_BY(core_->receiver());
   // The closed bit as close_lane leaves it, for the receiver's lane_ready: written when the
   // lane closes or opens, read whenever the lane is dry.
   std::atomic<bool> lane_shut_{true};
