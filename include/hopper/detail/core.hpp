@@ -308,11 +308,11 @@ class Core {
   // a receive that does not wait could return something (an item, closed), and sometimes
   // when it could not (then it returns empty, and the handle is quiet again).
   Result<int> wait_handle() HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
+  // The receiver asked for a wait handle (wait_handle(); only the receiver does).
+  bool has_wait_handle() const noexcept { return wait_fd_.load(std::memory_order_relaxed) >= 0; }
   // A receive that may not wait found nothing: the handle is emptied, and the next thing
   // that would wake a waiting receiver makes it readable. Under the same lock acquisition
   // as the look that found nothing, so no arrival can fall between them.
-  // The receiver asked for a wait handle (wait_handle(); only the receiver does).
-  bool has_wait_handle() const noexcept { return wait_fd_.load(std::memory_order_relaxed) >= 0; }
   void arm_wait_handle() HOPPER_REQUIRES(mu_) {
     if (wait_fd_.load(std::memory_order_relaxed) >= 0) arm_wait_handle_now();
   }

@@ -1151,9 +1151,9 @@ class Queue {
     lane_word_.store(start, std::memory_order_release);  // senders that see it open see the rest
     return true;
   }
-  // The budget the receiver took back from the lane since the last call, for its senders.
-  // Compared with the receiver's own copy: lane_released_'s line is the senders' to read
-  // (and lane_wake_'s, which they write).
+  // The budget the receiver took back from the lane since the last call, for its senders,
+  // and a run of what taking left freed (lane_taken). Compared with the receiver's own copy:
+  // lane_released_'s line is the senders' to read (and lane_wake_'s, which they write).
   void lane_give_back() HOPPER_REQUIRES(core_->receiver()) {
     lane_shells_.clear();
     const std::uint64_t r = lane_taken_.load(std::memory_order_relaxed);
@@ -1220,7 +1220,7 @@ class Queue {
         lane_give_back_dry();
         light_barrier(lane_asymmetric_);  // what was taken, then room_wanted_: see lane_after_take
         if (room_wanted_.load(std::memory_order_relaxed)) {
-          lane_give_back();  // a waiting sender may need the slots, not only the bytes
+          lane_give_back();  // for the lock-free senders too, whatever is owed
           after_claim();
         }
         if (lane_pace(slot, tag)) return &slot;
