@@ -299,8 +299,13 @@ std::chrono::milliseconds Output::next_backoff() {
   return std::chrono::milliseconds(half + static_cast<std::int64_t>(rng_ % static_cast<std::uint64_t>(half + 1)));
 }
 
-bool Output::collect(std::string& batch, std::uint64_t& lines) {
+bool Output::collect(std::string& batch, std::uint64_t& lines, Clock::time_point& oldest) {
   std::string line;
+  // With max_age_ms, the batch is as old as its first line: the queue's oldest now (FIFO).
+  // Timing the batch from when it was taken instead let a line that had waited almost
+  // max_age_ms in the queue wait nearly as long again in the batch, and be delivered.
+  const std::uint64_t waited_ms = config_.queue.max_age.count() > 0 ? receiver_.stats().oldest_item_age_ms : 0;
+  const Clock::time_point asked = Clock::now();
   Status s = receiver_.recv_for(line, std::chrono::milliseconds(100));
   if (s.code() == Errc::timeout) return false;
   if (s.code() == Errc::closed) {
@@ -313,6 +318,8 @@ bool Output::collect(std::string& batch, std::uint64_t& lines) {
     pause(std::chrono::milliseconds(500));
     return false;
   }
+  // Nothing waited when asked: the line arrived during recv_for, so it is younger than now.
+  oldest = waited_ms > 0 ? asked - std::chrono::milliseconds(waited_ms) : Clock::now();
   for (;;) {
     batch += line;
     batch += '\n';
@@ -397,7 +404,7 @@ void Output::run() {
   Connection conn;
   std::string batch;  // in flight: received, not yet written (resent until it is)
   std::uint64_t batch_lines = 0;
-  Clock::time_point batch_taken{};  // every line of the batch was accepted before this
+  Clock::time_point batch_oldest{};  // when the batch's first line was accepted (about)
   struct Written {
     std::string bytes;
     std::uint64_t lines;
@@ -448,7 +455,7 @@ void Output::run() {
         commit();
         since_commit = 0;
       }
-      if (!collect(batch, batch_lines)) {
+      if (!collect(batch, batch_lines, batch_oldest)) {
         commit();  // idle: persist the position now
         if (peak_memory >= trim_after) {
           const hopper::Stats st = receiver_.stats();
@@ -461,12 +468,12 @@ void Output::run() {
       }
       peak_memory = std::max(peak_memory, receiver_.stats().memory_bytes);
       counters.in_flight.store(batch_lines, std::memory_order_relaxed);  // out of the queue, not yet written
-      batch_taken = Clock::now();
     }
-    if (config_.queue.max_age.count() > 0 && Clock::now() - batch_taken > config_.queue.max_age) {
-      // The downstream was away for longer than max_age while this batch waited: its lines
-      // are at least that old now, and go as the queue's own expired lines go. The
-      // position passes them at the next commit.
+    if (config_.queue.max_age.count() > 0 && Clock::now() - batch_oldest > config_.queue.max_age) {
+      // The downstream was away while this batch waited, and its first line is now past
+      // max_age: the batch goes as the queue's own expired lines go (its later lines with
+      // it: they were taken together, within batch_bytes). The position passes them at the
+      // next commit.
       bump(counters.expired_held, batch_lines);
       bump(counters.expired_held_bytes, batch.size());
       log_->warn("output {}: {} lines taken from the queue waited past max_age_ms ({}) for the downstream; "

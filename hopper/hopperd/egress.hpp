@@ -98,7 +98,7 @@ class Output {
   Output(const OutputConfig& config, std::shared_ptr<spdlog::logger> log, hopper::Channel<std::string> ch,
          std::shared_ptr<OutputCounters> counters);
   void run();
-  bool collect(std::string& batch, std::uint64_t& lines);
+  bool collect(std::string& batch, std::uint64_t& lines, std::chrono::steady_clock::time_point& oldest);
   void commit();
   // Sleeps up to `d`, returning early on a stop request.
   void pause(std::chrono::milliseconds d);

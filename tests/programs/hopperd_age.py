@@ -1,6 +1,7 @@
 """An output's max_age_ms: lines that waited in the queue longer than it while the downstream
 was away are not delivered when it comes back (nor is a batch the output took from its queue
-and held meanwhile), and are counted; lines sent after the pause are. The
+and held meanwhile, however recently it took it), and are counted; lines sent after the
+pause are. The
 queue's age and capacity metrics say what waits and what the budgets are, and the whole
 /metrics page passes `promtool check metrics` (Prometheus's own linter)."""
 
@@ -13,7 +14,7 @@ from e2e_util import Hopperd, Sink, args, check, send_tcp, temp_dir, wait_for
 a = args()
 work = temp_dir()
 sink = Sink().reserve()  # down: connections refused
-MAX_AGE_MS = 1500
+MAX_AGE_MS = 3000
 
 hd = Hopperd(a.hopperd, work, """[input]
 tcp = "127.0.0.1:0"
@@ -32,8 +33,19 @@ batch_bytes = 64  # the output holds a few lines; the rest wait in its queue
 """ % (sink.port, work, MAX_AGE_MS))
 hd.start()
 
-old = ["age.old %d 1" % i for i in range(3000)]  # past 16 KiB: most of them spill
-send_tcp(hd.tcp(), old)
+# A first few lines: the output takes them as its batch at once and holds it, retrying the
+# connection. Half max_age later, the rest (past 16 KiB: most of them spill). When the
+# first batch expires, the output takes a second one from those, already half max_age old:
+# it must go max_age after they were accepted, not after it was taken (the sink is up by
+# then and would receive them).
+first = ["age.old %d 1" % i for i in range(4)]
+send_tcp(hd.tcp(), first)
+wait_for(lambda: hd.metric('hopperd_output_queued_total{output="aged"}') == len(first), 20, "the first lines are queued")
+time.sleep(MAX_AGE_MS / 2000.0)
+rest = ["age.old %d 1" % i for i in range(len(first), 3000)]
+rest_sent = time.monotonic()
+send_tcp(hd.tcp(), rest)
+old = first + rest
 wait_for(lambda: hd.metric('hopperd_output_queued_total{output="aged"}') == len(old), 20, "the old lines are queued")
 m = hd.metrics()
 check(m['hopperd_output_queue_capacity_bytes{output="aged",tier="memory"}'] == 16 * 1024, "memory capacity is max_memory_bytes")
@@ -43,7 +55,9 @@ time.sleep(0.5)
 age = hd.metric('hopperd_output_queue_oldest_item_age_seconds{output="aged"}')
 check(0.4 <= age < 60, "the oldest waiting line's age is reported (%.3f s)" % age)
 
-time.sleep(MAX_AGE_MS / 1000.0 + 0.5)  # every old line is now past max_age_ms
+# Every old line is now past max_age_ms; the second batch, taken about when the first
+# expired, is not yet max_age_ms old itself.
+time.sleep(max(0.0, rest_sent + MAX_AGE_MS / 1000.0 + 0.5 - time.monotonic()))
 fresh = ["age.fresh %d 1" % i for i in range(50)]
 send_tcp(hd.tcp(), fresh)
 sink.start()
