@@ -148,17 +148,23 @@ Result<std::uint64_t> resync(ScanSource& src, std::uint64_t from, std::uint64_t 
   return kNone;
 }
 
-// Whether [from, size) holds only zero bytes.
-Result<bool> all_zeros(ScanSource& src, std::uint64_t from) {
+// Where the zeros that end the file begin: the offset just past the last non-zero byte in
+// [from, size), or `from` when there is none.
+Result<std::uint64_t> zeros_from(ScanSource& src, std::uint64_t from) {
+  std::uint64_t end = from;
   for (std::uint64_t at = from; at < src.size();) {
     auto v = src.view(at, kWindow);
     if (!v.ok()) return v.status();
     if (v->empty()) break;
-    if (v->find_first_not_of('\0') != std::string_view::npos) return false;
+    if (const std::size_t last = v->find_last_not_of('\0'); last != std::string_view::npos) end = at + last + 1;
     at += v->size();
   }
-  return true;
+  return end;
 }
+
+// The kernel copies a write() into the page cache a page at a time and stops between pages
+// when the writer is killed: a cut-short append ends at a multiple of this in the file.
+constexpr std::uint64_t kCopyUnit = 4096;
 
 Result<SegmentScan> scan(ScanSource& src, std::uint64_t number, std::uint64_t resync_limit) {
   SegmentScan scan;
@@ -208,11 +214,16 @@ Result<SegmentScan> scan(ScanSource& src, std::uint64_t number, std::uint64_t re
       // A page magic whose header is cut short: as torn as a short page.
       const bool cut_header = !h && tail_head->size() >= 4 && format::get_u32(tail_head->data()) == format::kPageMagic;
       // Zeros are what a file system leaves when a crash extended the file but not its
-      // data: as torn as a short page.
-      auto zeros = all_zeros(src, off);
+      // data: as torn as a short page. So is a page whose end lies in zeros that begin at
+      // a copy unit inside it: an append killed part-way into room reserved ahead
+      // (fallocate) — the file was already long enough for the page, the rest never came.
+      auto zeros = zeros_from(src, off);
       if (!zeros.ok()) return zeros.status();
-      const bool incomplete = *zeros || size - off < format::kPageHeaderSizeV1 || cut_header ||
-                              (h && h->payload_len > size - off - h->header_size());
+      const std::uint64_t data_end = (*zeros + kCopyUnit - 1) / kCopyUnit * kCopyUnit;
+      const bool cut_in_room = h && h->payload_len <= size - off - h->header_size() &&
+                               data_end < off + h->header_size() + h->payload_len;
+      const bool incomplete = *zeros == off || size - off < format::kPageHeaderSizeV1 || cut_header ||
+                              (h && h->payload_len > size - off - h->header_size()) || cut_in_room;
       if (incomplete) {
         scan.torn_bytes += size - off;
         scan.problems.push_back("torn tail of " + std::to_string(size - off) + " bytes at offset " +

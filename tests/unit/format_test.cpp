@@ -672,6 +672,64 @@ TEST(ScanSegment, DamagedLastCompletePageIsCutAndCounted) {
   EXPECT_EQ(scan.torn_bytes, 0u);
 }
 
+// Items that do not compress: a page of them spans several 4 KiB units of the file.
+std::vector<std::string> incompressible_items(std::size_t n, std::size_t bytes) {
+  std::vector<std::string> items;
+  std::uint64_t x = 0x9e3779b97f4a7c15u;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::string item(bytes, '\0');
+    for (char& c : item) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      c = static_cast<char>(x | 1);  // never a zero byte
+    }
+    items.push_back(std::move(item));
+  }
+  return items;
+}
+
+// Under SyncPolicy::always the segment has room reserved ahead (zeros), so an append that
+// SIGKILL cut short between two 4 KiB units leaves a page whose header and length are whole
+// and whose end is zeros: torn (the writer died mid-append), not a damaged page.
+TEST(ScanSegment, AnAppendCutShortIntoReservedRoomIsATornTail) {
+  const std::string first = page_image(3, 0, {"a", "bc"});
+  const std::string last = page_image(3, 2, incompressible_items(4, 4000));
+  const std::string good = segment_header_image(3) + first + last;
+  const std::uint64_t last_at = good.size() - last.size();
+  const std::string room(64 * 1024, '\0');
+  int cuts = 0;
+  for (std::uint64_t cut = (last_at / 4096 + 1) * 4096; cut < good.size(); cut += 4096, ++cuts) {
+    const std::string image = good.substr(0, cut) + std::string(good.size() - cut, '\0') + room;
+    auto scan = scan_segment(image, 3);
+    ASSERT_EQ(scan.pages.size(), 1u) << "cut at " << cut;
+    EXPECT_EQ(scan.corrupt_pages, 0u) << "cut at " << cut;
+    EXPECT_EQ(scan.torn_bytes, image.size() - last_at) << "cut at " << cut;
+    EXPECT_EQ(scan.cut, last_at) << "cut at " << cut;
+  }
+  EXPECT_GE(cuts, 3);
+  // Whole, with the room after it: nothing torn but the room.
+  auto whole = scan_segment(good + room, 3);
+  EXPECT_EQ(whole.pages.size(), 2u);
+  EXPECT_EQ(whole.corrupt_pages, 0u);
+  EXPECT_EQ(whole.torn_bytes, room.size());
+}
+
+// The same page damaged where a cut could not have done it (its last bytes written): still
+// a damaged page, though zeros follow it.
+TEST(ScanSegment, ADamagedLastPageBeforeReservedRoomIsCounted) {
+  const std::string last = page_image(3, 2, incompressible_items(4, 4000));
+  std::string image = segment_header_image(3) + page_image(3, 0, {"a", "bc"}) + last;
+  const std::uint64_t last_at = image.size() - last.size();
+  flip_byte(image, last_at + 5000);
+  image += std::string(64 * 1024, '\0');
+  auto scan = scan_segment(image, 3);
+  ASSERT_EQ(scan.pages.size(), 1u);
+  EXPECT_EQ(scan.corrupt_pages, 1u);
+  EXPECT_EQ(scan.torn_bytes, 0u);
+  EXPECT_EQ(scan.cut, last_at);
+}
+
 TEST(ScanSegment, TwoDamagedPagesInARow) {
   const std::string good = segment_image(4, four_pages());
   const auto info = test::pages_in(good);
