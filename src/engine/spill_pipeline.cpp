@@ -7,12 +7,17 @@
 namespace hopper::detail {
 
 namespace {
+std::size_t pending_pages(std::uint32_t page_bytes) {
+  const std::uint64_t pages = SpillPipeline::kPendingBytes / std::max<std::uint32_t>(page_bytes, 1);
+  return static_cast<std::size_t>(
+      std::clamp<std::uint64_t>(pages, SpillPipeline::kMaxPending, SpillPipeline::kMaxPendingHelped));
+}
 bool claimable_page(const SealedPage& p) { return p.stage == SealedPage::Stage::raw && !p.help_failed; }
 }  // namespace
 
 SpillPipeline::SpillPipeline(const Options& o, std::uint64_t next_seq)
     : always_(o.sync == SyncPolicy::always),
-      max_pending_(compression_helpers(o) > 0 ? kMaxPendingHelped : kMaxPending),
+      max_pending_(compression_helpers(o) > 0 ? kMaxPendingHelped : pending_pages(o.page_bytes)),
       sync_(o.sync),
       sync_interval_(o.sync_interval),
       last_end_(next_seq),

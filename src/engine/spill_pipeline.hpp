@@ -68,11 +68,17 @@ struct UnreadPage {
 // and the page in flight are touched outside it only by the thread that claimed them.
 class SpillPipeline {
  public:
-  // Sealed pages may wait for the writer, holding their raw bytes in RAM, up to this many;
-  // past it a spilling sender waits (or writes them itself). Bounds the spill path's memory
-  // to roughly (kMaxPending + 2) pages. While the disk refuses writes, this is also all the
-  // RAM that holds what could not be written: past it, the full policy applies.
+  // Sealed pages may wait for the writer, holding their raw bytes in RAM, up to
+  // max_pending(): kPendingBytes of pages, at least kMaxPending and at most
+  // kMaxPendingHelped of them; past it a spilling sender waits (or writes them itself).
+  // Bounds the spill path's memory to roughly two pages more. While the disk refuses
+  // writes, this is also all the RAM that holds what could not be written: past it, the
+  // full policy applies. Pages are appended in order, so while the front page is being
+  // compressed the other senders can only fill and compress the ones behind it: with 4,
+  // 4 producers on 2 cores left the cores idle 18% of the time (spill/line/4p: 1.12x with
+  // 8, 1.20x with 16 — docs/performance.md, "Sealed pages in waiting").
   static constexpr std::size_t kMaxPending = 4;
+  static constexpr std::uint64_t kPendingBytes = 1 << 20;
   // The same with compression helpers (Options::compression_threads). Pages are appended in
   // order, so a thread can compress ahead of the page being compressed for the writer only
   // as far as this: 4 left the sender and a helper waiting for each other a quarter of the
@@ -86,6 +92,7 @@ class SpillPipeline {
   // ---- sealed pages
   void push(RawPage sealed);
   bool full() const noexcept { return pending_.size() >= max_pending_; }
+  std::size_t max_pending() const noexcept { return max_pending_; }
   bool has_pending() const noexcept { return !pending_.empty(); }
   // Worst-case bytes the sealed pages and the one in flight may add to the disk.
   std::uint64_t pending_bound() const noexcept { return pending_bound_; }

@@ -34,6 +34,27 @@ AppendedPage where(std::uint64_t segment) {
   return a;
 }
 
+// Sealed pages may wait in RAM up to a mebibyte of them (4 to 16 pages); with compression
+// helpers, 16 whatever their size. Full exactly there.
+TEST(SpillPipeline, SealedPagesWaitUpToAMebibyteOfThem) {
+  const std::pair<std::uint32_t, std::size_t> cases[] = {
+      {4 << 10, 16}, {64 << 10, 16}, {128 << 10, 8}, {256 << 10, 4}, {1 << 20, 4}, {8 << 20, 4}};
+  for (const auto& [page_bytes, want] : cases) {
+    Options o = options();
+    o.page_bytes = page_bytes;
+    o.max_disk_bytes = 1 << 30;
+    SpillPipeline p(o, 0);
+    EXPECT_EQ(p.max_pending(), want) << page_bytes;
+    for (std::size_t i = 0; i < want; ++i) {
+      EXPECT_FALSE(p.full()) << page_bytes << " page " << i;
+      p.push(page(i, 1));
+    }
+    EXPECT_TRUE(p.full()) << page_bytes;
+    o.compression_threads = 1;
+    EXPECT_EQ(SpillPipeline(o, 0).max_pending(), SpillPipeline::kMaxPendingHelped) << page_bytes;
+  }
+}
+
 // Found by the durability property under ThreadSanitizer (see AlwaysRegression in
 // tests/queue/sync.cpp): a failed range must be kept until each of its senders has been told.
 TEST(SpillPipeline, AFailedRangeIsAnsweredOncePerItemHoweverManyFailAfterIt) {
