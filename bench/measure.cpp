@@ -1,12 +1,16 @@
 #include "measure.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
 #include <system_error>
 
 #include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -148,6 +152,48 @@ std::string human(double v) {
     std::snprintf(buf, sizeof buf, "%.1f", v);
   }
   return buf;
+}
+
+namespace {
+bool pin_to(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  return pthread_setaffinity_np(pthread_self(), sizeof set, &set) == 0;
+}
+}  // namespace
+
+double core_to_core_ns() {
+  if (std::thread::hardware_concurrency() < 2) return 0;
+  cpu_set_t before;
+  if (pthread_getaffinity_np(pthread_self(), sizeof before, &before) != 0) return 0;
+  constexpr int kRounds = 200000;
+  alignas(64) std::atomic<int> turn{0};
+  alignas(64) std::atomic<bool> pinned{true};
+  std::thread other([&] {
+    if (!pin_to(1)) pinned = false;
+    for (int i = 0; i < kRounds; ++i) {
+      for (unsigned spins = 1; turn.load(std::memory_order_acquire) != 2 * i + 1; ++spins)
+        if (spins % 1024 == 0 && !pinned) return;
+      turn.store(2 * i + 2, std::memory_order_release);
+    }
+  });
+  double ns = 0;
+  if (pin_to(0)) {
+    const Clock::time_point t0 = Clock::now();
+    for (int i = 0; i < kRounds; ++i) {
+      turn.store(2 * i + 1, std::memory_order_release);
+      for (unsigned spins = 1; turn.load(std::memory_order_acquire) != 2 * i + 2; ++spins)
+        if (spins % 1024 == 0 && !pinned) break;
+      if (!pinned) break;
+    }
+    ns = std::chrono::duration<double, std::nano>(Clock::now() - t0).count() / kRounds / 2;
+    if (!pinned) ns = 0;  // the other thread could not be pinned: not a core-to-core figure
+  }
+  pinned = false;  // wherever the other thread is, it stops
+  other.join();
+  pthread_setaffinity_np(pthread_self(), sizeof before, &before);
+  return ns;
 }
 
 }  // namespace hopper::bench

@@ -92,6 +92,14 @@ double others_busy_cores(std::chrono::milliseconds window);
 // does not start in the middle of someone else's build. Returns the last reading.
 double wait_for_quiet(double threshold, std::chrono::seconds max_wait);
 
+// How long a cache line takes to go from one core to another, one way, in ns: two threads
+// pinned to the first two CPUs hand a counter back and forth. Every shared write of a
+// queue (a lock, a ticket) pays it whenever the other core wrote last; on a virtual
+// machine it depends on where the host placed the vCPUs (measured 157 ns on the second
+// machine one day, when the lane ran at a third of its rate of the session before). 0 with
+// fewer than two CPUs or when pinning is refused.
+double core_to_core_ns();
+
 // "1.23 M", "456 k": figures for a table.
 std::string human(double value);
 
