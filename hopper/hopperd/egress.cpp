@@ -301,10 +301,8 @@ std::chrono::milliseconds Output::next_backoff() {
 
 bool Output::collect(std::string& batch, std::uint64_t& lines, Clock::time_point& oldest) {
   std::string line;
-  // With max_age_ms, the batch is as old as its first line: the queue's oldest now (FIFO).
-  // Timing the batch from when it was taken instead let a line that had waited almost
-  // max_age_ms in the queue wait nearly as long again in the batch, and be delivered.
-  const std::uint64_t waited_ms = config_.queue.max_age.count() > 0 ? receiver_.stats().oldest_item_age_ms : 0;
+  const bool aged = config_.queue.max_age.count() > 0;
+  const std::uint64_t before_ms = aged ? receiver_.stats().oldest_item_age_ms : 0;  // the queue's oldest
   const Clock::time_point asked = Clock::now();
   Status s = receiver_.recv_for(line, std::chrono::milliseconds(100));
   if (s.code() == Errc::timeout) return false;
@@ -318,8 +316,24 @@ bool Output::collect(std::string& batch, std::uint64_t& lines, Clock::time_point
     pause(std::chrono::milliseconds(500));
     return false;
   }
-  // Nothing waited when asked: the line arrived during recv_for, so it is younger than now.
-  oldest = waited_ms > 0 ? asked - std::chrono::milliseconds(waited_ms) : Clock::now();
+  if (aged) {
+    // With max_age_ms, the batch is as old as its first line. (Timed from when it was taken
+    // instead, a line that had waited almost max_age_ms in the queue could wait nearly as
+    // long again in the batch, and be delivered.) The line now oldest in the queue came
+    // after it: no older, so its age is the first line's at least. The queue's oldest
+    // before the receive is the first line itself — unless that one was past max_age and
+    // passed over: then the first line came after it, perhaps much later (fresh lines
+    // behind expired ones), and is not taken for as old. Nothing older nor after: it
+    // arrived during recv_for, or followed expired lines alone.
+    const std::uint64_t after_ms = receiver_.stats().oldest_item_age_ms;
+    const auto max_age_ms = static_cast<std::uint64_t>(config_.queue.max_age.count());
+    if (after_ms > 0)
+      oldest = Clock::now() - std::chrono::milliseconds(after_ms);
+    else if (before_ms > 0 && before_ms <= max_age_ms)
+      oldest = asked - std::chrono::milliseconds(before_ms);
+    else
+      oldest = Clock::now();
+  }
   for (;;) {
     batch += line;
     batch += '\n';

@@ -55,11 +55,17 @@ time.sleep(0.5)
 age = hd.metric('hopperd_output_queue_oldest_item_age_seconds{output="aged"}')
 check(0.4 <= age < 60, "the oldest waiting line's age is reported (%.3f s)" % age)
 
+# Fresh lines, queued behind the old ones before those are past max_age_ms: when the output
+# comes to them it has just passed over expired lines, and they must not be taken for as
+# old as those.
+time.sleep(max(0.0, rest_sent + MAX_AGE_MS * 0.8 / 1000.0 - time.monotonic()))
+fresh = ["age.fresh %d 1" % i for i in range(50)]
+send_tcp(hd.tcp(), fresh)
+wait_for(lambda: hd.metric('hopperd_output_queued_total{output="aged"}') == len(old) + len(fresh), 20,
+         "the fresh lines are queued")
 # Every old line is now past max_age_ms; the second batch, taken about when the first
 # expired, is not yet max_age_ms old itself.
 time.sleep(max(0.0, rest_sent + MAX_AGE_MS / 1000.0 + 0.5 - time.monotonic()))
-fresh = ["age.fresh %d 1" % i for i in range(50)]
-send_tcp(hd.tcp(), fresh)
 sink.start()
 wait_for(lambda: all(l in sink.seen for l in fresh), 30, "the fresh lines arrive")
 # Whether they waited in the queue or in the batch the output took from it while it tried to
