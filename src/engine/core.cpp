@@ -228,8 +228,11 @@ std::uint64_t Core::seal() {
   RawPage p = rooms_->page.seal();
   const std::uint64_t count = p.count;
   rooms_->pipeline.push(std::move(p));
+  last_group_ = count;
   return count;
 }
+
+bool Core::group_forming() const { return rooms_->page.count() < last_group_; }
 
 void Core::marker_pushed() {
   ++markers_;

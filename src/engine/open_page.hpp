@@ -109,6 +109,7 @@ class OpenPage {
   }
 
   bool open() const noexcept { return page_.count > 0; }
+  std::uint32_t count() const noexcept { return page_.count; }
   // When its first item was accepted (0: not open).
   std::uint64_t base_ms() const noexcept { return open() ? page_.base_ms : 0; }
   bool full() const noexcept { return page_.raw.size() >= page_bytes_; }

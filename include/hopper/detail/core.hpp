@@ -230,6 +230,9 @@ class Core {
   // Seals the open page (it joins the sealed pages, in order); returns its item count
   // (0: no page was open). The caller pushes Disk(count), then marker_pushed().
   std::uint64_t seal() HOPPER_REQUIRES(mu_);
+  // SyncPolicy::always: whether a leader finding the writer idle should let the senders of
+  // the last group join the open page first (it holds fewer items than that group had).
+  bool group_forming() const HOPPER_REQUIRES(mu_);
   void marker_pushed() HOPPER_REQUIRES(mu_);
   // Spill work, whatever this thread can do now: append the sealed pages at the front if
   // no one holds the writer token (taking it) and no retry back-off is running, else
@@ -491,6 +494,7 @@ class Core {
   std::uint64_t memory_items_ HOPPER_GUARDED_BY(mu_) = 0;
   std::uint64_t uncommitted_footprint_ HOPPER_GUARDED_BY(mu_) = 0;  // manual_commit: handed out
   std::uint64_t markers_ HOPPER_GUARDED_BY(mu_) = 0;   // Disk(n) markers in the deque
+  std::uint64_t last_group_ HOPPER_GUARDED_BY(mu_) = 0;  // items of the page sealed last
   bool disk_mode_ HOPPER_GUARDED_BY(mu_) = false;      // senders append to the open page
   std::uint64_t next_seq_ HOPPER_GUARDED_BY(mu_) = 0;  // the number of the next accepted item
   std::uint64_t items_sent_ HOPPER_GUARDED_BY(mu_) = 0;

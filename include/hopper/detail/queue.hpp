@@ -830,6 +830,7 @@ class Queue {
   // SyncPolicy::always: waits until the item numbered `seq` is synced, leading a group
   // commit itself whenever no one else is writing.
   Status await_durable(std::uint64_t seq) HOPPER_REQUIRES(core_->mutex()) {
+    int yields = 0;
     for (;;) {
       Status why;
       switch (core_->durability(seq, why)) {
@@ -840,6 +841,16 @@ class Queue {
       // With the writer idle, seal the open page (it holds our item) and write it. With it
       // busy, leave the page open for the next round to take with everyone's items (group
       // commit), and help compress what is sealed meanwhile.
+      // The senders of the last group were answered together; the first back would lead
+      // alone and leave the rest to the next round (groups of 1 and 3 with four
+      // producers). Let them join first — one producer never waits: its group was one.
+      if (!core_->writer_busy() && yields < kGroupYields && core_->group_forming()) {
+        core_->mutex().unlock();
+        std::this_thread::yield();
+        core_->mutex().lock();
+        ++yields;
+        continue;
+      }
       if (!core_->writer_busy()) seal_and_push();
       if (core_->write_sealed()) continue;
       (void)core_->wait_sender(Wait::always(), false);
@@ -995,6 +1006,7 @@ class Queue {
   static constexpr std::uint64_t kLaneMaxTickets = std::uint64_t{1} << (kTicketBits - 1);
   static constexpr std::uint64_t kLaneMaxBytes = std::uint64_t{1} << 38;
   static constexpr std::uint64_t kLaneGiveBack = 64;
+  static constexpr int kGroupYields = 4;
   static constexpr std::uint64_t kLaneMaxSlots = std::uint64_t{1} << 18;
   static constexpr int kLaneRoomSpins = 128;  // half CPU pauses, half yields
 
