@@ -278,6 +278,7 @@ class Queue {
                                         bool& wake, std::optional<std::uint64_t>* durable_seq = nullptr)
       HOPPER_REQUIRES(core_->mutex()) {
     bool timed_out = false;
+    int room_yields = 0;
     bool needs_memory = false;  // too large for a segment, small enough for the memory budget
     for (;;) {
       if (core_->receiver_gone()) return Status(Errc::closed, "the receiver is gone");
@@ -375,6 +376,13 @@ class Queue {
       if (wait.kind == Wait::never || (wait.kind == Wait::forever && policy == FullPolicy::fail))
         return core_->refuse_full();
       if (timed_out) return Status(Errc::timeout, "no room before the deadline");
+      if (room_yields < kRoomYields) {
+        ++room_yields;
+        core_->mutex().unlock();
+        std::this_thread::yield();
+        core_->mutex().lock();
+        continue;
+      }
       // About to wait for room: ask the receiver to settle and wake us after its next
       // claim, then count what it claimed meanwhile. Both sides use sequentially
       // consistent operations, so at least one sees the other: no claim goes unnoticed.
@@ -1007,6 +1015,7 @@ class Queue {
   static constexpr std::uint64_t kLaneMaxBytes = std::uint64_t{1} << 38;
   static constexpr std::uint64_t kLaneGiveBack = 64;
   static constexpr int kGroupYields = 4;
+  static constexpr int kRoomYields = 4;
   static constexpr std::uint64_t kLaneMaxSlots = std::uint64_t{1} << 18;
   static constexpr int kLaneRoomSpins = 128;  // half CPU pauses, half yields
 
