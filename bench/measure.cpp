@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <thread>
 #include <cstdio>
 #include <fstream>
 #include <stdexcept>
 #include <system_error>
+#include <thread>
 
 #include <malloc.h>
 #include <pthread.h>

@@ -376,11 +376,9 @@ class Queue {
       if (wait.kind == Wait::never || (wait.kind == Wait::forever && policy == FullPolicy::fail))
         return core_->refuse_full();
       if (timed_out) return Status(Errc::timeout, "no room before the deadline");
-      if (room_yields < kRoomYields) {
+      if (room_yields < kRoomYields) {  // room comes back within microseconds, mostly
         ++room_yields;
-        core_->mutex().unlock();
-        std::this_thread::yield();
-        core_->mutex().lock();
+        yield_unlocked();
         continue;
       }
       // About to wait for room: ask the receiver to settle and wake us after its next
@@ -835,6 +833,13 @@ class Queue {
     return push_memory(item, fp, at, wake);
   }
 
+  // Lets other threads have the lock and the core for a moment.
+  void yield_unlocked() HOPPER_REQUIRES(core_->mutex()) {
+    core_->mutex().unlock();
+    std::this_thread::yield();
+    core_->mutex().lock();
+  }
+
   // SyncPolicy::always: waits until the item numbered `seq` is synced, leading a group
   // commit itself whenever no one else is writing.
   Status await_durable(std::uint64_t seq) HOPPER_REQUIRES(core_->mutex()) {
@@ -846,19 +851,17 @@ class Queue {
         case Durability::failed: return why;
         case Durability::waiting: break;
       }
-      // With the writer idle, seal the open page (it holds our item) and write it. With it
-      // busy, leave the page open for the next round to take with everyone's items (group
-      // commit), and help compress what is sealed meanwhile.
       // The senders of the last group were answered together; the first back would lead
       // alone and leave the rest to the next round (groups of 1 and 3 with four
       // producers). Let them join first — one producer never waits: its group was one.
       if (!core_->writer_busy() && yields < kGroupYields && core_->group_forming()) {
-        core_->mutex().unlock();
-        std::this_thread::yield();
-        core_->mutex().lock();
         ++yields;
+        yield_unlocked();
         continue;
       }
+      // With the writer idle, seal the open page (it holds our item) and write it. With it
+      // busy, leave the page open for the next round to take with everyone's items (group
+      // commit), and help compress what is sealed meanwhile.
       if (!core_->writer_busy()) seal_and_push();
       if (core_->write_sealed()) continue;
       (void)core_->wait_sender(Wait::always(), false);
