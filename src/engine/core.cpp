@@ -347,7 +347,7 @@ Stats Core::stats(std::uint64_t memory_oldest_ms, const LaneFigures& lane) const
   s.disk_bytes = r.segments.physical_bytes();
   s.segments = r.segments.count();
   s.items_sent = items_sent_ + lane.sent;
-  s.items_received = received_.load(std::memory_order_relaxed);
+  s.items_received = lane.received ? *lane.received : received_.load(std::memory_order_relaxed);
   s.items_spilled = r.spilled;
   s.items_recovered = r.recovered;
   s.pages_written = r.pipeline.pages_written();

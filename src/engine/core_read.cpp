@@ -44,7 +44,7 @@ bool Core::disk_item_pending() const { return read_->item_pending(); }
 void Core::count_received() noexcept {
   // received_ is written by the receiver alone (stats() reads it from any thread), so a
   // relaxed load and store suffice: no read-modify-write on the receive path.
-  received_.store(received_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  received_.store(received_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
 }
 
 void Core::delivered_memory_item() {
@@ -54,7 +54,7 @@ void Core::delivered_memory_item() {
 
 void Core::delivered_memory_items(std::uint64_t n) {
   read_->delivered_memory_items(n);
-  received_.store(received_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  received_.store(received_.load(std::memory_order_relaxed) + n, std::memory_order_release);
 }
 
 void Core::skip_delivered(std::uint64_t n) { read_->skipped(n); }

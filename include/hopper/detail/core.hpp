@@ -39,6 +39,9 @@ inline constexpr std::uint64_t kMaxItemEncoding = (std::uint64_t{1} << 31) - 8;
 
 // What Queue<T>'s open lane holds (docs/architecture.md, "The lane"), for Core::stats.
 struct LaneFigures {
+  // Core's received count, read before `sent` (Core::received_before): every item counted
+  // there was admitted before, so items_received never exceeds items_sent in a snapshot.
+  std::optional<std::uint64_t> received;
   std::uint64_t sent = 0;   // items it took since it opened
   std::uint64_t items = 0;  // of them, not yet given back by the receiver
   std::uint64_t bytes = 0;  // their footprints
@@ -392,6 +395,9 @@ class Core {
   // `lane`: what Queue<T>'s open lane holds beyond the figures Core keeps.
   // Under the lock, so that Queue<T>'s figures and Core's are one snapshot (the lane closing
   // between two acquisitions would count its items twice).
+  // What the receiver has taken, for a snapshot taken without its cooperation: stored with
+  // release by the receiver after each take, so that what this counts was admitted before.
+  std::uint64_t received_before() const noexcept { return received_.load(std::memory_order_acquire); }
   Stats stats(std::uint64_t memory_oldest_ms, const LaneFigures& lane) const HOPPER_REQUIRES(mu_);
   std::vector<std::string> damage_report() const HOPPER_EXCLUDES(mu_);
 

@@ -468,6 +468,9 @@ class Queue {
         // while senders and the receiver go on: a snapshot, exact when they are idle.
         // The word first: what was taken is read after it, and can only be more than was
         // taken when the word was read (so the difference never exceeds what the lane held).
+        // What the receiver counted as received before the word, too: a later count could
+        // include items admitted after the word was read (more received than sent).
+        lane.received = core_->received_before();
         const std::uint64_t w = lane_word_.load(std::memory_order_seq_cst);
         const std::uint64_t taken = lane_taken_.load(std::memory_order_seq_cst);
         lane.sent = lane_ticket(w);
