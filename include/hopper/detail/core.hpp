@@ -390,14 +390,14 @@ class Core {
   // Called once, after write_all().
   Status persist() HOPPER_REQUIRES(receiver_) HOPPER_EXCLUDES(mu_);
 
+  // What the receiver has taken, for a snapshot taken without its cooperation: stored with
+  // release by the receiver after each take, so that what this counts was admitted before.
+  std::uint64_t received_before() const noexcept { return received_.load(std::memory_order_acquire); }
   // `memory_oldest_ms`: when the oldest memory item waiting was accepted (0: none waits);
   // Queue<T> knows it.
   // `lane`: what Queue<T>'s open lane holds beyond the figures Core keeps.
   // Under the lock, so that Queue<T>'s figures and Core's are one snapshot (the lane closing
   // between two acquisitions would count its items twice).
-  // What the receiver has taken, for a snapshot taken without its cooperation: stored with
-  // release by the receiver after each take, so that what this counts was admitted before.
-  std::uint64_t received_before() const noexcept { return received_.load(std::memory_order_acquire); }
   Stats stats(std::uint64_t memory_oldest_ms, const LaneFigures& lane) const HOPPER_REQUIRES(mu_);
   std::vector<std::string> damage_report() const HOPPER_EXCLUDES(mu_);
 
