@@ -6,6 +6,9 @@
 
 #include <cerrno>
 #include <system_error>
+#include <thread>
+
+#include "classic_queue.hpp"
 
 #include "measure.hpp"
 
@@ -32,7 +35,7 @@ double zstd_limit_seconds(std::string_view pool, std::uint64_t total_bytes, std:
 }
 
 double fdatasync_limit_seconds(const std::filesystem::path& dir, std::uint64_t items, std::size_t record_bytes,
-                               bool preallocated) {
+                               bool preallocated, bool with_receiver) {
   const auto path = dir / "fdatasync-limit.dat";
   const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "open " + path.native());
@@ -44,14 +47,30 @@ double fdatasync_limit_seconds(const std::filesystem::path& dir, std::uint64_t i
     throw std::system_error(e, std::generic_category(), "fallocate " + path.native());
   }
   const std::string record(record_bytes, 'x');
+  ClassicQueue<std::string> handed(std::uint64_t{1} << 30);
+  std::uint64_t received = 0;
+  std::thread receiver;
+  if (with_receiver) {
+    handed.open_producer();
+    receiver = std::thread([&] {
+      for (std::string r; handed.pop(r);) ++received;
+    });
+  }
   const Clock::time_point t0 = Clock::now();
   int err = 0;
   for (std::uint64_t i = 0; i < items && err == 0; ++i) {
     const off_t at = static_cast<off_t>(i * record_bytes);
     if (::pwrite(fd, record.data(), record.size(), at) != static_cast<ssize_t>(record.size()) || ::fdatasync(fd) != 0)
       err = errno;
+    else if (with_receiver)
+      handed.push(std::string(record));
   }
   const double secs = seconds_since(t0);
+  if (with_receiver) {
+    handed.close_producer();
+    receiver.join();
+    if (err == 0 && received != items) err = EIO;  // the receiver lost records: the bench is broken
+  }
   ::close(fd);
   std::filesystem::remove(path);
   if (err != 0) throw std::system_error(err, std::generic_category(), "write+fdatasync " + path.native());

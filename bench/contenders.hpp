@@ -196,8 +196,11 @@ class MoodycamelContender {
 // in `dir`, each followed by fdatasync — what one item per sync costs on this disk.
 // `preallocated`: the file is fallocate'd to its final size first and written in place, so
 // no fdatasync has a new file size to record. Returns the seconds taken.
+// `with_receiver`: each record, once synced, is handed to a receiving thread through the
+// mutex+condvar deque (ClassicQueue), as a queue with a consumer must: what a sleeping
+// receiver's wake-up per item adds to the limit.
 double fdatasync_limit_seconds(const std::filesystem::path& dir, std::uint64_t items, std::size_t record_bytes,
-                               bool preallocated);
+                               bool preallocated, bool with_receiver = false);
 
 // The limit: one thread compressing `total_bytes` of `pool` (cycled) with zstd at `level`
 // in chunks of `chunk_bytes`, each an independent frame as a hopper page is. Returns the

@@ -558,16 +558,26 @@ std::vector<Contender> contenders() {
                kinds({Kind::spill}), [](const Workload& w, const Settings& st, Json*) {
                  return measured([&] { return by_item(w, [&](auto t) { return zstd_run<decltype(t)>(w, st); }); });
                }});
-  for (const bool pre : {false, true}) {
-    v.push_back({pre ? "fallocated fdatasync limit" : "fdatasync limit",
-                 pre ? "one thread: write one item's bytes in place in a file fallocate'd beforehand, fdatasync, repeat"
-                     : "one thread: append one item's bytes, fdatasync, repeat",
-                 kinds({Kind::durable}), [pre](const Workload& w, const Settings& st, Json*) {
+  struct Limit {
+    const char* name;
+    const char* what;
+    bool pre;
+    bool receiver;
+  };
+  for (const Limit l : {Limit{"fdatasync limit", "one thread: append one item's bytes, fdatasync, repeat", false, false},
+                        Limit{"fallocated fdatasync limit",
+                              "one thread: write one item's bytes in place in a file fallocate'd beforehand, fdatasync, repeat",
+                              true, false},
+                        Limit{"fallocated limit + receiver",
+                              "the fallocated limit, each synced item then handed to a receiving thread through the "
+                              "mutex+condvar deque",
+                              true, true}}) {
+    v.push_back({l.name, l.what, kinds({Kind::durable}), [l](const Workload& w, const Settings& st, Json*) {
                    return measured([&] {
                      ScratchDir dir(st.scratch, "fdatasync");
                      const std::uint64_t n = rounded(w);
                      const std::size_t bytes = w.lines ? TelemetryPool::kLineBytes : 8;
-                     const double secs = fdatasync_limit_seconds(dir.path(), n, bytes, pre);
+                     const double secs = fdatasync_limit_seconds(dir.path(), n, bytes, l.pre, l.receiver);
                      Sample s;
                      s.items_per_s = n / secs;
                      s.mb_per_s = n * double(bytes) / secs / 1e6;
