@@ -128,9 +128,6 @@ class Queue {
     }
     if (lane_on_) {
       lane_capacity_ = lane_capacity(core_->options());
-      const std::uint64_t lines = lane_capacity_ / kLaneSlotsPerLine;  // capacity >= 64 >= slots per line
-      lane_lines_mask_ = lines - 1;
-      lane_lines_shift_ = static_cast<unsigned>(std::countr_zero(lines));
       // Zeroed and untouched: a slot's pages are used only once the ring gets that far
       // (calloc, aligned here by hand: aligned_alloc would not zero them lazily).
       lane_memory_ = std::calloc(lane_capacity_ * sizeof(LaneSlot) + alignof(LaneSlot), 1);
@@ -1002,13 +999,12 @@ class Queue {
     alignas(T) unsigned char storage[sizeof(T)];
   };
   // A slot's size is a power of two up to a cache line (then whole lines), so that slots
-  // never straddle lines and lane_slot can spread consecutive tickets over lines.
+  // never straddle lines.
   static constexpr std::size_t kLaneSlotAlign =
       sizeof(LaneSlotFields) >= 64 ? 64 : std::bit_ceil(sizeof(LaneSlotFields));
   struct alignas(kLaneSlotAlign) LaneSlot : LaneSlotFields {
     T* item() noexcept { return std::launder(reinterpret_cast<T*>(this->storage)); }
   };
-  static constexpr std::uint64_t kLaneSlotsPerLine = sizeof(LaneSlot) >= 64 ? 1 : 64 / sizeof(LaneSlot);
   enum class LaneTry { admitted, closed, no_room, overflow };
 
   static constexpr int kTicketBits = 24;
@@ -1039,14 +1035,12 @@ class Queue {
   static std::uint64_t lane_tag(std::uint64_t epoch, std::uint64_t ticket) noexcept {
     return (epoch << kTicketBits) | (ticket + 1);
   }
-  // Consecutive tickets go to consecutive cache lines, and the tickets that share a line are
-  // a ring's length divided by the slots per line apart: two senders publishing one after
-  // the other, or a receiver right behind a sender, do not write one line (measured: with
-  // adjacent slots, one producer of lines received per item ran at 0.77x the lock's rate).
-  LaneSlot& lane_slot(std::uint64_t ticket) const noexcept {
-    const std::uint64_t i = ticket & (lane_capacity_ - 1);
-    return lane_slots_[((i & lane_lines_mask_) * kLaneSlotsPerLine) + (i >> lane_lines_shift_)];
-  }
+  // Consecutive tickets in consecutive slots: the receiver reads the slots of a cache line
+  // one after the other (two u64 items per line). Spreading consecutive tickets over
+  // separate lines, so that no two senders write one line, cost one producer of u64 a
+  // quarter of its rate and gained 4 producers nothing (docs/performance.md, "The lane,
+  // third round"); slots of a line or more, a line each, are not affected.
+  LaneSlot& lane_slot(std::uint64_t ticket) const noexcept { return lane_slots_[ticket & (lane_capacity_ - 1)]; }
 
   // Any sender, with or without the lock. `exact` (under the lock): against what the
   // receiver took, not only what it gave back — a sender that would otherwise wait or be
@@ -1335,8 +1329,6 @@ class Queue {
   std::uint64_t lane_capacity_ = 0;  // slots, a power of two
   void* lane_memory_ = nullptr;      // what calloc gave; lane_slots_ is within it, aligned
   LaneSlot* lane_slots_ = nullptr;
-  std::uint64_t lane_lines_mask_ = 0;  // the ring's cache lines, minus one (lane_slot)
-  unsigned lane_lines_shift_ = 0;
   // The senders' side starts a cache line: core_ is read on every call, by the receiver too.
   alignas(64) std::deque<Placement<T>> deque_ HOPPER_GUARDED_BY(core_->mutex());
   std::uint64_t pushed_bytes_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // footprints ever pushed (Memory::total)
