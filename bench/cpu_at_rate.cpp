@@ -212,6 +212,14 @@ int main(int argc, char** argv) {
   std::printf("hopper_cpu_at_rate: 1 producer, 1 receiver, u64, bursts of %d, %.1f s per run, %d runs (medians)\n",
               burst, seconds, runs);
   std::printf("%12s  %-20s %10s %10s %14s\n", "items/s", "contender", "receiver", "producer", "CPU ns/item");
+  // Issue 13's target: hopper's CPU per item (the default path, either receive call) at most
+  // the classic queue's, as the median of the ratios of runs side by side.
+  struct Verdict {
+    double rate;
+    const char* name;
+    double ratio, lo, hi;
+  };
+  std::vector<Verdict> verdicts;
   for (double rate : rates) {
     const Shape shape{rate, burst, seconds};
     std::map<std::string, std::vector<Cost>> costs;
@@ -229,7 +237,20 @@ int main(int argc, char** argv) {
       }
       std::printf("%12.0f  %-20s %9.1f%% %9.1f%% %14.0f\n", rate, c.name, 100 * median(rx), 100 * median(px), median(ns));
     }
+    const std::vector<Cost>& classic = costs["mutex+condvar+deque"];
+    for (const char* name : {"hopper recv", "hopper recv_many"}) {
+      std::vector<double> ratios;
+      for (std::size_t r = 0; r < classic.size(); ++r)
+        if (classic[r].ns_per_item > 0) ratios.push_back(costs[name][r].ns_per_item / classic[r].ns_per_item);
+      if (ratios.empty()) continue;
+      verdicts.push_back({rate, name, median(ratios), *std::min_element(ratios.begin(), ratios.end()),
+                          *std::max_element(ratios.begin(), ratios.end())});
+    }
   }
+  std::printf("\ntargets (median of the same-run ratios of CPU per item, hopper / mutex+condvar+deque):\n");
+  for (const Verdict& v : verdicts)
+    std::printf("  %-6s %8.0f items/s  %-18s <= 1.0x the classic queue's CPU per item   %.2fx (%.2f-%.2f)\n",
+                v.ratio <= 1.0 ? "MET" : "MISSED", v.rate, v.name, v.ratio, v.lo, v.hi);
   std::error_code ec;
   fs::remove_all(dir, ec);
   return 0;

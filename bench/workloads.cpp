@@ -373,10 +373,17 @@ std::vector<Workload> workloads(bool full, std::uint64_t backlog_bytes, int reps
   for (bool lines : {false, true}) {
     for (int p : {1, 4}) {
       const std::string item = lines ? "line" : "u64";
-      v.push_back({"memory/" + item + "/" + std::to_string(p) + "p",
-                   std::string("in memory, ") + (lines ? "256-byte lines" : "u64") + ", " + std::to_string(p) +
-                       " producer(s), 1 MiB budget",
-                   Kind::memory, lines, p, lines ? mem_lines : mem_u64, reps, {vs_classic}});
+      Workload w{"memory/" + item + "/" + std::to_string(p) + "p",
+                 std::string("in memory, ") + (lines ? "256-byte lines" : "u64") + ", " + std::to_string(p) +
+                     " producer(s), 1 MiB budget",
+                 Kind::memory, lines, p, lines ? mem_lines : mem_u64, reps, {vs_classic}};
+      if (!lines && p == 4) {
+        // Against a lock-free queue without one order or a budget (issue 13), for the default
+        // send path and for the lane.
+        w.targets.push_back({">= 0.5x moodycamel", "moodycamel", "items_per_s", 0.5});
+        w.targets.push_back({"the lane: >= 0.5x moodycamel", "moodycamel", "items_per_s", 0.5, false, "hopper lane"});
+      }
+      v.push_back(std::move(w));
     }
   }
   // Every in-memory shape (issue 13): budget x receive style x item x producers, each against
