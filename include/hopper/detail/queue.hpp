@@ -22,6 +22,7 @@
 #include <hopper/detail/barrier.hpp>
 #include <hopper/detail/codec.hpp>
 #include <hopper/detail/core.hpp>
+#include <hopper/detail/node_cache.hpp>
 #include <hopper/footprint.hpp>
 #include <hopper/options.hpp>
 #include <hopper/stats.hpp>
@@ -65,6 +66,9 @@ struct Disk {
 };
 template <class T>
 using Placement = std::variant<Memory<T>, Disk>;
+// The deques of placements keep their blocks for reuse (NodeCache).
+template <class T>
+using PlacementDeque = std::deque<Placement<T>, CachedAllocator<Placement<T>, Placement<T>>>;
 
 // Whether queues opened from now on use the lane (Queue<T>, "the lane"). Off: it is
 // measured against the lock path and not yet ahead in every shape (docs/performance.md,
@@ -666,6 +670,7 @@ class Queue {
   // The batch is used up (every item claimed by the receiver or dropped): settles it and
   // moves it to retired_, to be cleared without the lock.
   void retire_batch() HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
+    node_cache_.publish();  // the blocks of the batch cleared before this lock, for senders
     if (batch_size_ == 0) return;
     // A sender waiting for room was woken by the claim that made it (after_claim); this
     // covers any other order of events.
@@ -1330,7 +1335,12 @@ class Queue {
   void* lane_memory_ = nullptr;      // what calloc gave; lane_slots_ is within it, aligned
   LaneSlot* lane_slots_ = nullptr;
   // The senders' side starts a cache line: core_ is read on every call, by the receiver too.
-  alignas(64) std::deque<Placement<T>> deque_ HOPPER_GUARDED_BY(core_->mutex());
+  // The deques' blocks, kept for reuse: a quarter of the memory budget at most in each of
+  // its two lists. Declared before the deques (they give their blocks back when destroyed);
+  // its block size is set by their constructors, before the queue is shared.
+  alignas(64) NodeCache node_cache_{core_->options().max_memory_bytes / 4};
+  alignas(64) PlacementDeque<T> deque_ HOPPER_GUARDED_BY(core_->mutex()){
+      CachedAllocator<Placement<T>, Placement<T>>(&node_cache_, false)};
   std::uint64_t pushed_bytes_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // footprints ever pushed (Memory::total)
   std::uint64_t settled_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // batch items counted as gone: [0, settled_)
   std::deque<TimeMark> marks_ HOPPER_GUARDED_BY(core_->mutex());  // the times of deque_'s memory items
@@ -1345,7 +1355,8 @@ class Queue {
   // only under the lock, by the receiver, so that senders holding the lock may read
   // footprints and claim items to drop; the receiver reads it without the lock
   // (batch_size_unlocked, claimed_item).
-  alignas(64) std::deque<Placement<T>> batch_ HOPPER_GUARDED_BY(core_->mutex());
+  alignas(64) PlacementDeque<T> batch_ HOPPER_GUARDED_BY(core_->mutex()){
+      CachedAllocator<Placement<T>, Placement<T>>(&node_cache_, false)};
   std::uint64_t batch_size_ HOPPER_GUARDED_BY(core_->mutex()) = 0;
   std::uint64_t next_claim_ HOPPER_GUARDED_BY(core_->receiver()) = 0;  // the batch index it expects to claim next
   std::deque<TimeMark> batch_marks_ HOPPER_GUARDED_BY(core_->mutex());  // the times of batch_'s items
@@ -1355,7 +1366,9 @@ class Queue {
   // settle after a claim. Sequentially consistent: see the class comment.
   std::atomic<std::uint64_t> claim_{0};
   std::atomic<bool> room_wanted_{false};
-  std::deque<Placement<T>> retired_ HOPPER_GUARDED_BY(core_->receiver());  // a used-up batch, cleared unlocked
+  // A used-up batch, cleared unlocked: its blocks go to the receiver's list of node_cache_.
+  PlacementDeque<T> retired_ HOPPER_GUARDED_BY(core_->receiver()){
+      CachedAllocator<Placement<T>, Placement<T>>(&node_cache_, true)};
 
   // The lane. Senders' line: the word they compare-and-swap, the epoch they tag with.
   alignas(64) std::atomic<std::uint64_t> lane_word_{kLaneClosed};  // closed | bytes | ticket
