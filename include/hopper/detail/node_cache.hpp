@@ -50,7 +50,6 @@ class NodeCache {
     if (bytes != block || shared_.head == nullptr) return ::operator new(bytes);
     Block* b = shared_.head;
     shared_.head = b->next;
-    if (shared_.head == nullptr) shared_.tail = nullptr;
     --shared_.count;
     return b;
   }
@@ -62,7 +61,6 @@ class NodeCache {
   void publish() noexcept {
     if (private_.head == nullptr) return;
     private_.tail->next = shared_.head;
-    if (shared_.head == nullptr) shared_.tail = private_.tail;
     shared_.head = private_.head;
     shared_.count += private_.count;
     private_ = List{};
@@ -78,14 +76,14 @@ class NodeCache {
   };
   struct List {
     Block* head = nullptr;
-    Block* tail = nullptr;
+    Block* tail = nullptr;  // the receiver's list's last block, for publish(); unused in shared_
     std::size_t count = 0;
   };
 
   void give(List& list, void* p, std::size_t bytes) noexcept {
     // The block size is set by the first allocation, under the lock or before the queue is
     // shared (the deques' constructors allocate one block each); until then nothing is kept.
-    if (bytes != block_.load(std::memory_order_acquire) || list.count >= cap_bytes_ / bytes) {
+    if (bytes == 0 || bytes != block_.load(std::memory_order_acquire) || list.count >= cap_bytes_ / bytes) {
       ::operator delete(p);
       return;
     }
