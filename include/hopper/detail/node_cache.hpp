@@ -66,7 +66,7 @@ class NodeCache {
     private_ = List{};
   }
 
-  // For tests and stats: blocks kept in each list.
+  // For tests: blocks kept in each list.
   std::size_t shared_blocks() const noexcept { return shared_.count; }
   std::size_t receivers_blocks() const noexcept { return private_.count; }
 
