@@ -177,6 +177,7 @@ Status KafkaEgress::start_producer() {
   rk_ = rk;
   topic_ = topic;
   fatal_ = false;
+  purge_queued_ = false;  // the old producer's queues are gone with it
   return Status();
 }
 
@@ -189,8 +190,21 @@ void KafkaEgress::stop_producer() {
 }
 
 void KafkaEgress::serve(std::chrono::milliseconds wait) {
-  if (rk_) rd_kafka_poll(rk_, static_cast<int>(wait.count()));
-  else std::this_thread::sleep_for(wait);
+  if (rk_) {
+    rd_kafka_poll(rk_, static_cast<int>(wait.count()));
+    if (purge_queued_) {
+      // A line failed while later ones wait in librdkafka's queues, unsent (it times out
+      // lines in order, the earliest first): left there, they would reach the brokers as
+      // soon as one is back, ahead of the failed line produced again. Purged, they fail
+      // too (their reports come with the next poll) and are produced again behind it.
+      // Lines already in a request to a broker cannot be taken back; their reports are
+      // waited for before the rewind.
+      purge_queued_ = false;
+      rd_kafka_purge(rk_, RD_KAFKA_PURGE_F_QUEUE);
+    }
+  } else {
+    std::this_thread::sleep_for(wait);
+  }
   update_gauges();
 }
 
@@ -297,6 +311,7 @@ void KafkaEgress::delivery(const rd_kafka_message_t& msg) {
   rewinding_ = false;
   if (msg.err == RD_KAFKA_RESP_ERR__FATAL) fatal_ = true;
   const bool purged = msg.err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || msg.err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT;
+  if (!purged) purge_queued_ = true;  // after this poll (serve): not from inside librdkafka's callback
   std::uint64_t held = 0;
   if (!purged && error_log_.allow(held))
     log_->warn("output {}: a line was not delivered: {}; it is produced again{}", config_.name,

@@ -136,6 +136,7 @@ class KafkaEgress {
   AckWindow window_;
   bool fatal_ = false;        // the producer hit a fatal error: replace it
   bool need_rewind_ = false;  // a line must be produced again: nothing new until it is
+  bool purge_queued_ = false;  // ... and the lines librdkafka holds unsent must not overtake it
   bool rewinding_ = false;    // producing the `retry` lines again, in order
   AckWindow::Id rewind_at_ = 0;
   std::uint64_t acked_end_ = 0;      // everything before this queue position is settled
