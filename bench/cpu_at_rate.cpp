@@ -9,7 +9,9 @@
 // capacity). Rates alternate between contenders, --runs times; the table shows medians.
 //
 //   hopper_cpu_at_rate [--seconds S] [--runs R] [--burst B] [--rates 10000,100000,...]
-//                      [--dir PATH] [--smoke]
+//                      [--contenders "hopper recv,mutex+condvar+deque"] [--dir PATH] [--smoke]
+//
+// --contenders keeps only the named ones (for a profile of one: perf stat, perf record).
 //
 // --smoke (= --seconds 0.2 --runs 1) proves it runs. Every run checks that each item
 // arrives once, in order, and stops with an error otherwise.
@@ -171,6 +173,7 @@ int main(int argc, char** argv) {
   int burst = 1;
   std::vector<double> rates{10e3, 100e3, 300e3, 1e6};
   fs::path dir = fs::temp_directory_path() / ("hopper-cpu-at-rate-" + std::to_string(getpid()));
+  std::string only;  // comma-separated contender names; empty: all
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> const char* {
@@ -185,6 +188,8 @@ int main(int argc, char** argv) {
       burst = static_cast<int>(number("--burst", value()));
     } else if (a == "--rates") {
       rates = parse_rates(value());
+    } else if (a == "--contenders") {
+      only = value();
     } else if (a == "--dir") {
       dir = value();
     } else if (a == "--smoke") {
@@ -201,7 +206,7 @@ int main(int argc, char** argv) {
     std::function<Cost(const Shape&)> run;
   };
   int round = 0;
-  const std::vector<Contender> contenders{
+  std::vector<Contender> contenders{
       {"hopper recv", [&](const Shape& s) { return run_hopper(s, dir / ("q" + std::to_string(round++)), false); }},
       {"hopper recv_many", [&](const Shape& s) { return run_hopper(s, dir / ("q" + std::to_string(round++)), true); }},
       {"hopper lane recv", [&](const Shape& s) { return run_hopper(s, dir / ("q" + std::to_string(round++)), false, true); }},
@@ -209,6 +214,19 @@ int main(int argc, char** argv) {
        [&](const Shape& s) { return run_hopper(s, dir / ("q" + std::to_string(round++)), true, true); }},
       {"mutex+condvar+deque", [&](const Shape& s) { return run_classic(s); }},
   };
+  std::vector<Contender> chosen;
+  if (!only.empty()) {
+    std::size_t at = 0;
+    while (at <= only.size()) {
+      const std::size_t comma = std::min(only.find(',', at), only.size());
+      const std::string name = only.substr(at, comma - at);
+      auto it = std::find_if(contenders.begin(), contenders.end(), [&](const Contender& c) { return name == c.name; });
+      if (it == contenders.end()) die("--contenders: no contender named \"" + name + "\"");
+      chosen.push_back(*it);
+      at = comma + 1;
+    }
+    contenders = chosen;
+  }
   std::printf("hopper_cpu_at_rate: 1 producer, 1 receiver, u64, bursts of %d, %.1f s per run, %d runs (medians)\n",
               burst, seconds, runs);
   std::printf("%12s  %-20s %10s %10s %14s\n", "items/s", "contender", "receiver", "producer", "CPU ns/item");
@@ -239,6 +257,7 @@ int main(int argc, char** argv) {
     }
     const std::vector<Cost>& classic = costs["mutex+condvar+deque"];
     for (const char* name : {"hopper recv", "hopper recv_many"}) {
+      if (costs[name].size() != classic.size()) continue;  // one of the two not chosen
       std::vector<double> ratios;
       for (std::size_t r = 0; r < classic.size(); ++r)
         if (classic[r].ns_per_item > 0) ratios.push_back(costs[name][r].ns_per_item / classic[r].ns_per_item);

@@ -537,6 +537,7 @@ class Queue {
       retire_batch();
       core_->settle_skipped();
       if (start_batch()) {  // the batch is taken without the lock
+        paced(true);
         busy_ = !waited;
         continue;
       }
@@ -577,10 +578,12 @@ class Queue {
         // lane_arm's barrier for every empty answer.
         if (core_->has_wait_handle() && lane_arm()) continue;
         core_->arm_wait_handle();  // found nothing under this lock: the next arrival signals it
+        paced(false);
         return Status(Errc::empty, "");
       }
       if (timed_out) return Status(Errc::timeout, "nothing arrived before the deadline");
       if (lane_arm()) continue;
+      paced(false);
       timed_out = core_->wait_receiver(wait);
       lane_slept_ = true;
       waited = true;
@@ -619,6 +622,7 @@ class Queue {
       retire_batch();
       core_->settle_skipped();
       if (start_batch()) {  // the batch is taken without the lock
+        paced(true);
         busy_ = true;
         swapped = true;
         continue;
@@ -643,6 +647,7 @@ class Queue {
         core_->delivered_memory_item();
         took = true;
       }
+      paced(took);
       if (!took && lane_reopen()) continue;
       // Emptied under this acquisition: done (as above).
       const bool emptied = deque_.empty();
@@ -690,11 +695,27 @@ class Queue {
   // slower, and a long pause would mostly burn CPU — none when what it slept for was a
   // single item: nothing came while it woke, so its senders are slower than a wake-up
   // (docs/performance.md, "CPU when the sender is slow").
+  //
+  // How long adapts to what the pauses bought (paced()): each time the lock, taken after
+  // them, finds a batch, the next pause may be twice as long (up to kPaceSpins); each time
+  // it finds nothing and the receiver goes to sleep anyway, half as long, down to none.
+  // Senders at 100 k items/s, a few at a time, gave nothing to gather in a pause and their
+  // receiver spent a third of its CPU in it; fast senders keep it whole. With no pause left
+  // the lock is still taken at once, and whether it finds a batch still counts: faster
+  // senders bring the pause back.
   void pace() HOPPER_REQUIRES(core_->receiver()) {
     const std::uint64_t size = batch_size_unlocked();
     if (size == 0 || size >= kSmallBatch || (size == 1 && !busy_)) return;
-    const int spins = busy_ ? kPaceSpins : kPaceSpins / 4;
+    paced_ = true;
+    const int spins = busy_ ? pace_spins_ : pace_spins_ / 4;
     for (int i = 0; i < spins; ++i) cpu_relax();
+  }
+  // After pace(): whether the look under the lock it was for found a batch (true) or left
+  // the receiver nothing but to wait (false).
+  void paced(bool found) HOPPER_REQUIRES(core_->receiver()) {
+    if (!paced_) return;
+    paced_ = false;
+    pace_spins_ = found ? std::min(kPaceSpins, 2 * pace_spins_ + 8) : pace_spins_ / 2;
   }
 
   // Counts the batch items claimed since the last call as gone from memory. True when
@@ -1362,6 +1383,8 @@ class Queue {
   std::deque<TimeMark> batch_marks_ HOPPER_GUARDED_BY(core_->mutex());  // the times of batch_'s items
   std::size_t batch_mark_ HOPPER_GUARDED_BY(core_->receiver()) = 0;     // the mark batch_time() looked at last
   bool busy_ HOPPER_GUARDED_BY(core_->receiver()) = false;  // the batch was there without waiting (pace)
+  bool paced_ HOPPER_GUARDED_BY(core_->receiver()) = false;  // pace() ran; paced() not yet told what it bought
+  int pace_spins_ HOPPER_GUARDED_BY(core_->receiver()) = kPaceSpins;  // pace()'s pauses after a batch that was there
   // claim_: batch items [0, claim_) are claimed. room_wanted_: a sender waits for room,
   // settle after a claim. Sequentially consistent: see the class comment.
   std::atomic<std::uint64_t> claim_{0};
