@@ -15,7 +15,9 @@
 namespace hopper::detail {
 
 // Replaces CURSOR atomically: CURSOR.tmp, fdatasync, rename, fsync of the directory — a
-// crash leaves the old or the new position, never a torn one. Not `durable`: the advisory
+// crash leaves the old or the new position, never a torn one. When that fsync fails the
+// old CURSOR is put back (a first one removed): the position stays where it was, also
+// after a later directory sync made by someone else. Not `durable`: the advisory
 // CURSOR.read instead (CURSOR.read.tmp and rename, no sync), which never replaces CURSOR,
 // so that an unsynced replacement (which a power loss may leave empty) never stands where
 // a durable commit did. `end`: the number the next accepted item was to get (items below

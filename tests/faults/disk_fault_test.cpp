@@ -685,6 +685,44 @@ TEST(DiskFaultRegression, AnAdvisoryPositionNeverUndoesADurableCommit) {
   EXPECT_TRUE(std::find(back.begin(), back.end(), "i0") == back.end()) << "a committed item came back";
 }
 
+// A commit whose directory fsync failed reported io_error and kept the position — but the
+// new CURSOR it had renamed into place stayed there, and the next directory fsync that
+// succeeded (a new segment's) made it durable: after a power loss the item received and
+// not committed was gone (found by Model.RandomCommandSequencesWithDiskFaults). The
+// previous CURSOR is now put back when the directory fsync fails.
+TEST(DiskFaultRegression, AFailedCommitIsNotMadeDurableByALaterDirectorySync) {
+  for (bool first_commit : {true, false}) {
+    SCOPED_TRACE(first_commit ? "no CURSOR before the failed commit" : "a CURSOR before it");
+    auto sim = SimFileSystem::create();
+    Options o = always_options(sim);
+    o.manual_commit = true;
+    o.segment_bytes = 300;  // a few one-item pages each
+    {
+      auto ch = open_or_die<std::string>(o);
+      std::string v;
+      if (!first_commit) {  // a durable commit first: CURSOR exists
+        ASSERT_TRUE(ch.sender.send("i0").ok());
+        ASSERT_TRUE(ch.receiver.try_recv(v).ok());
+        ASSERT_TRUE(ch.receiver.commit().ok());
+      }
+      ASSERT_TRUE(ch.sender.send("i1").ok());
+      ASSERT_TRUE(ch.receiver.try_recv(v).ok());
+      ASSERT_EQ(v, "i1");
+      sim->arm(SimFault{SimOp::dir_sync, 1, 1, EIO, false, ""});
+      ASSERT_EQ(ch.receiver.commit().code(), Errc::io_error);
+      const std::size_t files = sim->files(kDir).size();
+      int i = 2;
+      while (sim->files(kDir).size() <= files) ASSERT_TRUE(ch.sender.send("i" + std::to_string(i++)).ok());  // a directory fsync that succeeds
+      sim->power_cut_now();
+    }
+    sim->reboot(Unsynced::dropped);
+    const std::vector<std::string> back = reopen_and_drain(o);
+    ASSERT_FALSE(back.empty());
+    EXPECT_EQ(back.front(), "i1") << "received, its commit failed: it comes back first";
+    EXPECT_TRUE(std::find(back.begin(), back.end(), "i0") == back.end()) << "a committed item came back";
+  }
+}
+
 // drop_oldest without spilling discards memory items ahead of the receiver; a shutdown
 // before the receiver looked again used to write a cursor behind them, so the next open
 // reported them missing (they were counted dropped).
