@@ -143,17 +143,24 @@ Cost run_classic(const Shape& shape) {
       [&](std::uint64_t& v) { return q.pop(v); });
 }
 
+// The comma-separated words of `list` ("a,b" -> a, b; "" -> one empty word).
+std::vector<std::string> split_commas(const std::string& list) {
+  std::vector<std::string> out;
+  for (std::size_t at = 0; at <= list.size();) {
+    const std::size_t comma = std::min(list.find(',', at), list.size());
+    out.push_back(list.substr(at, comma - at));
+    at = comma + 1;
+  }
+  return out;
+}
+
 std::vector<double> parse_rates(const std::string& list) {
   std::vector<double> out;
-  std::size_t at = 0;
-  while (at <= list.size()) {
-    const std::size_t comma = std::min(list.find(',', at), list.size());
-    const std::string word = list.substr(at, comma - at);
+  for (const std::string& word : split_commas(list)) {
     char* end = nullptr;
     const double r = std::strtod(word.c_str(), &end);
     if (word.empty() || *end != '\0' || r <= 0) die("--rates: expected positive numbers separated by commas, got \"" + list + "\"");
     out.push_back(r);
-    at = comma + 1;
   }
   return out;
 }
@@ -214,16 +221,12 @@ int main(int argc, char** argv) {
        [&](const Shape& s) { return run_hopper(s, dir / ("q" + std::to_string(round++)), true, true); }},
       {"mutex+condvar+deque", [&](const Shape& s) { return run_classic(s); }},
   };
-  std::vector<Contender> chosen;
   if (!only.empty()) {
-    std::size_t at = 0;
-    while (at <= only.size()) {
-      const std::size_t comma = std::min(only.find(',', at), only.size());
-      const std::string name = only.substr(at, comma - at);
+    std::vector<Contender> chosen;
+    for (const std::string& name : split_commas(only)) {
       auto it = std::find_if(contenders.begin(), contenders.end(), [&](const Contender& c) { return name == c.name; });
       if (it == contenders.end()) die("--contenders: no contender named \"" + name + "\"");
       chosen.push_back(*it);
-      at = comma + 1;
     }
     contenders = chosen;
   }

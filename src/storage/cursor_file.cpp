@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <array>
-#include <optional>
 #include <chrono>
+#include <optional>
 #include <thread>
 
 namespace hopper::detail {
