@@ -180,8 +180,16 @@ class Queue {
     const std::uint64_t at = core_->now_ms();  // before the lock: not a cost of holding it
     if (lane_on_ && lane_send(item, fp, at, wait)) return Status();
     bool wake = false;
+    // Strings: a buffer the receiver is done with, freed here after the unlock (clear_retired).
+    [[maybe_unused]] std::conditional_t<kRecycles, T, char> spare{};
     MutexLock lk(core_->mutex());
     Status s = send_locked(item, fp, at, wait, policy, wake);
+    if constexpr (kRecycles) {
+      if (!spares_.empty()) {
+        spare = std::move(spares_.back());
+        spares_.pop_back();
+      }
+    }
     // A receiver woken under the lock would only block on the mutex this sender holds.
     lk.unlock();
     if (wake) core_->notify_receiver();
@@ -530,8 +538,9 @@ class Queue {
         continue;
       }
       pace();
-      retired_.clear();  // the batch used up before, outside the lock
+      clear_retired();  // the batch used up before, outside the lock
       MutexLock lk(core_->mutex());
+      pass_spares();
       if (lane_pending()) continue;  // the lane's items come before anything else
       core_->retry_removals_if_due();  // a failed unlink, when its retry is due
       retire_batch();
@@ -616,8 +625,9 @@ class Queue {
         continue;
       }
       pace();
-      retired_.clear();
+      clear_retired();
       MutexLock lk(core_->mutex());
+      pass_spares();
       if (lane_pending()) continue;  // the lane's items come before anything else
       retire_batch();
       core_->settle_skipped();
@@ -659,6 +669,52 @@ class Queue {
   }
 
   // ---- the receiver's batch ----
+
+  // Clears the used-up batch. Strings: taking an item by move assignment left the
+  // receiver's old buffer in its place (libstdc++ hands it over); up to kSpares of those
+  // buffers, and a quarter of the memory budget, are kept instead for the senders, who
+  // each free one on their own thread after sending (send). Freed here, on the receiver's
+  // thread, each went back to the arena of the sender that allocated it, under that arena's
+  // lock, which the sender's next malloc needed (docs/performance.md, "Buffers freed where
+  // they are allocated"); freed by a sender, it goes to that thread's own cache, where its
+  // next allocation of a line finds it.
+  void clear_retired() HOPPER_REQUIRES(core_->receiver()) {
+    if constexpr (kRecycles) {
+      if (shells_.empty() && !retired_.empty()) {
+        if (shells_.capacity() < kSpares) {
+          try {
+            shells_.reserve(kSpares);
+          } catch (...) {
+            retired_.clear();  // no room for the list: freed here, as before
+            return;
+          }
+        }
+        std::uint64_t bytes = 0;
+        const std::uint64_t most = core_->options().max_memory_bytes / 4;
+        int misses = 0;  // items without a buffer: recv_many moved them out whole; stop looking
+        for (Placement<T>& p : retired_) {
+          auto* m = std::get_if<Memory<T>>(&p);
+          if (m == nullptr) continue;
+          const std::uint64_t held = HeapBytes<T>::of(m->item);
+          if (held == 0 || held > kMaxSpare) {
+            if (++misses == kSpareMisses) break;
+            continue;
+          }
+          if (shells_.size() == kSpares || bytes + held > most) break;
+          bytes += held;
+          m->item.clear();
+          shells_.push_back(std::move(m->item));
+        }
+      }
+    }
+    retired_.clear();
+  }
+  // Hands the buffers clear_retired kept to the senders, once they freed the last ones.
+  void pass_spares() HOPPER_REQUIRES(core_->mutex(), core_->receiver()) {
+    if constexpr (kRecycles) {
+      if (spares_.empty() && !shells_.empty()) spares_.swap(shells_);
+    }
+  }
 
   // Swaps the deque out as the receiver's batch, when it holds only memory items and
   // handed-out items need not be kept (manual_commit keeps the one-by-one path). The
@@ -1345,6 +1401,17 @@ class Queue {
   static constexpr std::uint64_t kSmallBatch = 128;
   static constexpr int kPaceSpins = 256;
 
+  // Strings: buffers the receiver was done with, for senders to free on their own threads
+  // (clear_retired). At most kSpares of them, none larger than kMaxSpare bytes, and a
+  // quarter of the memory budget in all, in each of spares_ and shells_; for other types
+  // the two take no room.
+  static constexpr bool kRecycles = std::is_same_v<T, std::string>;
+  static constexpr std::size_t kSpares = 256;
+  static constexpr std::uint64_t kMaxSpare = 4096;
+  static constexpr int kSpareMisses = 8;
+  struct NoSpares {};
+  using Spares = std::conditional_t<kRecycles, std::vector<T>, NoSpares>;
+
   std::unique_ptr<Core> core_;
   // The lane's fixed facts, beside core_ on a line nobody writes after construction: every
   // send and every receive reads lane_on_ (next to the receiver's retired_ it shared a line
@@ -1365,6 +1432,9 @@ class Queue {
   std::uint64_t pushed_bytes_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // footprints ever pushed (Memory::total)
   std::uint64_t settled_ HOPPER_GUARDED_BY(core_->mutex()) = 0;  // batch items counted as gone: [0, settled_)
   std::deque<TimeMark> marks_ HOPPER_GUARDED_BY(core_->mutex());  // the times of deque_'s memory items
+  // Buffers the receiver is done with, one for each send to free (clear_retired): on the
+  // senders' lines, as each send that takes one writes it.
+  [[no_unique_address]] Spares spares_ HOPPER_GUARDED_BY(core_->mutex());
   // The lane as the lock holder knows it: here, not beside lane_word_, whose line the
   // senders compare-and-swap — a receiver that reads them whenever the lane is dry took
   // that line from one producer of u64 for every few items.
@@ -1392,6 +1462,8 @@ class Queue {
   // A used-up batch, cleared unlocked: its blocks go to the receiver's list of node_cache_.
   PlacementDeque<T> retired_ HOPPER_GUARDED_BY(core_->receiver()){
       CachedAllocator<Placement<T>, Placement<T>>(&node_cache_, true)};
+  // The buffers clear_retired keeps, until pass_spares hands them to the senders.
+  [[no_unique_address]] Spares shells_ HOPPER_GUARDED_BY(core_->receiver());
 
   // The lane. Senders' line: the word they compare-and-swap, the epoch they tag with.
   alignas(64) std::atomic<std::uint64_t> lane_word_{kLaneClosed};  // closed | bytes | ticket
