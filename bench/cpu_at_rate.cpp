@@ -10,6 +10,12 @@
 //
 //   hopper_cpu_at_rate [--seconds S] [--runs R] [--burst B] [--rates 10000,100000,...]
 //                      [--contenders "hopper recv,mutex+condvar+deque"] [--dir PATH] [--smoke]
+//                      [--slow-receiver] [--budget BYTES]
+//
+// --slow-receiver turns it round: the receiver takes items at the rate (sleeping between
+// them) and the producer sends as fast as the queue takes them, so it waits for room for
+// every item once the memory budget (--budget, default 1 MiB; 4096 makes room for 512 u64
+// items) is full: what a sender waiting for room costs when downstream is slow.
 //
 // --contenders keeps only the named ones (for a profile of one: perf stat, perf record).
 //
@@ -60,6 +66,8 @@ struct Shape {
   double rate = 0;  // items per second
   int burst = 1;
   double seconds = 1;
+  bool slow_receiver = false;  // the receiver keeps to the rate; the producer sends at once
+  std::uint64_t budget = 1 << 20;
 };
 
 struct Cost {
@@ -75,12 +83,15 @@ Cost run(const Shape& shape, Send send, Close close, Recv recv) {
   const auto n = static_cast<std::uint64_t>(shape.rate * shape.seconds);
   double producer_cpu = 0;
   const Clock::time_point start = Clock::now();
+  auto due = [&](std::uint64_t i) {  // when item i is due at the rate
+    return start + std::chrono::duration_cast<Clock::duration>(
+                       std::chrono::duration<double>(static_cast<double>(i) / shape.rate));
+  };
   std::thread producer([&] {
     const double cpu0 = thread_cpu_seconds();
     for (std::uint64_t i = 0; i < n;) {
       for (int b = 0; b < shape.burst && i < n; ++b, ++i) send(i);
-      std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(
-                                                std::chrono::duration<double>(static_cast<double>(i) / shape.rate)));
+      if (!shape.slow_receiver) std::this_thread::sleep_until(due(i));
     }
     producer_cpu = thread_cpu_seconds() - cpu0;
     close();
@@ -88,7 +99,9 @@ Cost run(const Shape& shape, Send send, Close close, Recv recv) {
   const double cpu0 = thread_cpu_seconds();
   std::uint64_t expected = 0;
   std::uint64_t v = 0;
-  while (recv(v)) {
+  for (;;) {
+    if (shape.slow_receiver && expected % shape.burst == 0) std::this_thread::sleep_until(due(expected));
+    if (!recv(v)) break;
     if (v != expected) die("item " + std::to_string(v) + " arrived, expected " + std::to_string(expected));
     ++expected;
   }
@@ -108,7 +121,7 @@ Cost run_hopper(const Shape& shape, const fs::path& dir, bool many, bool lane = 
   } choice(lane);
   hopper::Options o;
   o.directory = dir;
-  o.max_memory_bytes = 1 << 20;
+  o.max_memory_bytes = shape.budget;
   o.max_disk_bytes = 0;
   auto ch = hopper::channel<std::uint64_t>(o);
   if (!ch.ok()) die("channel: " + ch.status().message());
@@ -136,7 +149,7 @@ Cost run_hopper(const Shape& shape, const fs::path& dir, bool many, bool lane = 
 }
 
 Cost run_classic(const Shape& shape) {
-  hopper::bench::ClassicQueue<std::uint64_t> q(1 << 20);
+  hopper::bench::ClassicQueue<std::uint64_t> q(shape.budget);
   q.open_producer();
   return run(
       shape, [&](std::uint64_t i) { q.push(std::uint64_t{i}); }, [&] { q.close_producer(); },
@@ -178,6 +191,8 @@ int main(int argc, char** argv) {
   double seconds = 2;
   int runs = 3;
   int burst = 1;
+  bool slow_receiver = false;
+  std::uint64_t budget = 1 << 20;
   std::vector<double> rates{10e3, 100e3, 300e3, 1e6};
   fs::path dir = fs::temp_directory_path() / ("hopper-cpu-at-rate-" + std::to_string(getpid()));
   std::string only;  // comma-separated contender names; empty: all
@@ -199,6 +214,10 @@ int main(int argc, char** argv) {
       only = value();
     } else if (a == "--dir") {
       dir = value();
+    } else if (a == "--slow-receiver") {
+      slow_receiver = true;
+    } else if (a == "--budget") {
+      budget = static_cast<std::uint64_t>(number("--budget", value()));
     } else if (a == "--smoke") {
       seconds = 0.2;
       runs = 1;
@@ -230,8 +249,10 @@ int main(int argc, char** argv) {
     }
     contenders = chosen;
   }
-  std::printf("hopper_cpu_at_rate: 1 producer, 1 receiver, u64, bursts of %d, %.1f s per run, %d runs (medians)\n",
-              burst, seconds, runs);
+  std::printf("hopper_cpu_at_rate: 1 producer, 1 receiver, u64, bursts of %d, %.1f s per run, %d runs (medians)%s, "
+              "budget %llu bytes\n",
+              burst, seconds, runs, slow_receiver ? ", the receiver at the rate (--slow-receiver)" : "",
+              static_cast<unsigned long long>(budget));
   std::printf("%12s  %-20s %10s %10s %14s\n", "items/s", "contender", "receiver", "producer", "CPU ns/item");
   // Issue 13's target: hopper's CPU per item (the default path, either receive call) at most
   // the classic queue's, as the median of the ratios of runs side by side.
@@ -242,7 +263,7 @@ int main(int argc, char** argv) {
   };
   std::vector<Verdict> verdicts;
   for (double rate : rates) {
-    const Shape shape{rate, burst, seconds};
+    const Shape shape{rate, burst, seconds, slow_receiver, budget};
     std::map<std::string, std::vector<Cost>> costs;
     for (int r = 0; r < runs; ++r)
       for (std::size_t k = 0; k < contenders.size(); ++k) {

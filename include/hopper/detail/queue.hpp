@@ -23,6 +23,7 @@
 #include <hopper/detail/codec.hpp>
 #include <hopper/detail/core.hpp>
 #include <hopper/detail/node_cache.hpp>
+#include <hopper/detail/room_yields.hpp>
 #include <hopper/footprint.hpp>
 #include <hopper/options.hpp>
 #include <hopper/stats.hpp>
@@ -183,7 +184,9 @@ class Queue {
     // Strings: a buffer the receiver is done with, freed here after the unlock (clear_retired).
     [[maybe_unused]] std::conditional_t<kRecycles, T, char> spare{};
     MutexLock lk(core_->mutex());
-    Status s = send_locked(item, fp, at, wait, policy, wake);
+    RoomWait room;
+    Status s = send_locked(item, fp, at, wait, policy, wake, room);
+    room_waited(room, s);
     if constexpr (kRecycles) {
       if (!spares_.empty()) {
         spare = std::move(spares_.back());
@@ -247,7 +250,9 @@ class Queue {
       const std::uint64_t fp = footprint(item);
       std::optional<std::uint64_t> seq;
       bool woke = false;
-      s = send_locked(item, fp, at, Wait::none(), policy == FullPolicy::block ? FullPolicy::fail : policy, woke, &seq);
+      RoomWait room;
+      s = send_locked(item, fp, at, Wait::none(), policy == FullPolicy::block ? FullPolicy::fail : policy, woke, room,
+                      &seq);
       if (s.code() == Errc::full && may_wait) {
         if (wake) {  // what this batch pushed so far may be what the receiver waits for
           lk.unlock();
@@ -255,7 +260,8 @@ class Queue {
           wake = false;
           lk.lock();
         }
-        s = send_locked(item, fp, at, wait, policy, woke, &seq);
+        s = send_locked(item, fp, at, wait, policy, woke, room, &seq);
+        room_waited(room, s);
       }
       wake |= woke;
       if (!s.ok()) break;
@@ -279,15 +285,22 @@ class Queue {
   }
 
  private:
+  // How a send waited for room: it yielded up to room_yields_.limit() times, then slept
+  // (room_waited tells room_yields_ what the yields bought).
+  struct RoomWait {
+    int yields = 0;
+    bool slept = false;
+  };
   // send() with the queue lock held throughout (Core's calls release it for I/O and waits
   // and take it back). `wake`: the item went to memory and the receiver waits.
   // `durable_seq` (send_many): under SyncPolicy::always, set to the accepted item's number
   // instead of waiting for its fdatasync; the caller waits for the batch afterwards.
+  // `room`: how the send waited for room (room_waited).
   HOPPER_INLINE_ONCE Status send_locked(T& item, std::uint64_t fp, std::uint64_t at, Wait wait, FullPolicy policy,
-                                        bool& wake, std::optional<std::uint64_t>* durable_seq = nullptr)
+                                        bool& wake, RoomWait& room,
+                                        std::optional<std::uint64_t>* durable_seq = nullptr)
       HOPPER_REQUIRES(core_->mutex()) {
     bool timed_out = false;
-    int room_yields = 0;
     bool needs_memory = false;  // too large for a segment, small enough for the memory budget
     for (;;) {
       if (core_->receiver_gone()) return Status(Errc::closed, "the receiver is gone");
@@ -385,8 +398,8 @@ class Queue {
       if (wait.kind == Wait::never || (wait.kind == Wait::forever && policy == FullPolicy::fail))
         return core_->refuse_full();
       if (timed_out) return Status(Errc::timeout, "no room before the deadline");
-      if (room_yields < kRoomYields) {  // room comes back within microseconds, mostly
-        ++room_yields;
+      if (room.yields < room_yields_.limit()) {  // room comes back within microseconds, mostly
+        ++room.yields;
         yield_unlocked();
         continue;
       }
@@ -401,6 +414,8 @@ class Queue {
       }
       // Waits no longer than until a failed write or unlink is due for a retry: then this
       // sender retries it (the loop comes back through write_sealed and retry_removals).
+      if (!room.slept && room.yields > 0) room_yields_.slept();  // the yields were in vain
+      room.slept = true;
       timed_out = core_->wait_sender(wait, true);
     }
   }
@@ -915,6 +930,11 @@ class Queue {
     return push_memory(item, fp, at, wake);
   }
 
+  // How a send waited for room: see RoomWait, before send_locked.
+  void room_waited(const RoomWait& room, const Status& s) HOPPER_REQUIRES(core_->mutex()) {
+    if (room.yields > 0 && !room.slept && s.ok()) room_yields_.found_room();
+  }
+
   // Lets other threads have the lock and the core for a moment.
   void yield_unlocked() HOPPER_REQUIRES(core_->mutex()) {
     core_->mutex().unlock();
@@ -1099,7 +1119,6 @@ class Queue {
   static constexpr std::uint64_t kLaneMaxBytes = std::uint64_t{1} << 38;
   static constexpr std::uint64_t kLaneGiveBack = 64;
   static constexpr int kGroupYields = 4;
-  static constexpr int kRoomYields = 4;
   static constexpr std::uint64_t kLaneMaxSlots = std::uint64_t{1} << 18;
   static constexpr int kLaneRoomSpins = 128;  // half CPU pauses, half yields
 
@@ -1435,6 +1454,7 @@ class Queue {
   // Buffers the receiver is done with, one for each send to free (clear_retired): on the
   // senders' lines, as each send that takes one writes it.
   [[no_unique_address]] Spares spares_ HOPPER_GUARDED_BY(core_->mutex());
+  RoomYields room_yields_ HOPPER_GUARDED_BY(core_->mutex());
   // The lane as the lock holder knows it: here, not beside lane_word_, whose line the
   // senders compare-and-swap — a receiver that reads them whenever the lane is dry took
   // that line from one producer of u64 for every few items.
